@@ -1,0 +1,1 @@
+"""The registry: domain model, stores, and (later) the dashboard API, control plane and CLI."""
