@@ -1,0 +1,46 @@
+"""The registry's persistent state behind one `Store` interface and three backends.
+
+`open_store(url)` picks the backend by URL scheme:
+
+- `sqlite:///path/to/registry.db` - the default, one file in the data dir (WAL mode);
+- `postgresql://user:pass@host:port/db` - several registries on one database;
+- `etcd://host:port[,host:port...]?cacert=F&cert=F&key=F` - an etcd cluster, mTLS optional.
+
+Backends are imported lazily so a SQLite user never needs the etcd client.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from federation.errors import BadStoreURL
+from federation.store.backend import Backend
+from federation.store.typed import Store, Versioned
+
+__all__ = ["Backend", "Store", "Versioned", "open_backend", "open_store"]
+
+SCHEMES = ("sqlite", "postgresql", "etcd")
+
+
+async def open_backend(url: str) -> Backend:
+    """Connect to the backend named by `url` (schema migrated, ready to use)."""
+    scheme = urlsplit(url).scheme.split("+", 1)[0]
+    if scheme == "sqlite":
+        from federation.store.sql import SqlBackend
+
+        return await SqlBackend.open(url)
+    if scheme in ("postgresql", "postgres"):
+        from federation.store.sql import SqlBackend
+
+        return await SqlBackend.open(url)
+    if scheme == "etcd":
+        from federation.store.etcd import EtcdBackend
+
+        return await EtcdBackend.open(url)
+    raise BadStoreURL(
+        f"store URL {url!r}: unknown scheme {scheme!r} (expected one of {', '.join(SCHEMES)})"
+    )
+
+
+async def open_store(url: str) -> Store:
+    return Store(await open_backend(url))
