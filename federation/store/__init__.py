@@ -17,29 +17,33 @@ from federation.errors import BadStoreURL
 from federation.store.backend import Backend
 from federation.store.typed import Store, Versioned
 
-__all__ = ["Backend", "Store", "Versioned", "open_backend", "open_store"]
+__all__ = ["Backend", "Store", "Versioned", "open_backend", "open_store", "url_scheme"]
 
 SCHEMES = ("sqlite", "postgresql", "etcd")
 
 
+def url_scheme(url: str) -> str:
+    """The backend family named by `url`; BadStoreURL naming the URL if unknown."""
+    scheme = urlsplit(url).scheme.split("+", 1)[0]
+    if scheme == "postgres":
+        scheme = "postgresql"
+    if scheme not in SCHEMES:
+        raise BadStoreURL(
+            f"store URL {url!r}: unknown scheme {scheme!r} (expected one of {', '.join(SCHEMES)})"
+        )
+    return scheme
+
+
 async def open_backend(url: str) -> Backend:
     """Connect to the backend named by `url` (schema migrated, ready to use)."""
-    scheme = urlsplit(url).scheme.split("+", 1)[0]
-    if scheme == "sqlite":
-        from federation.store.sql import SqlBackend
-
-        return await SqlBackend.open(url)
-    if scheme in ("postgresql", "postgres"):
-        from federation.store.sql import SqlBackend
-
-        return await SqlBackend.open(url)
+    scheme = url_scheme(url)
     if scheme == "etcd":
         from federation.store.etcd import EtcdBackend
 
         return await EtcdBackend.open(url)
-    raise BadStoreURL(
-        f"store URL {url!r}: unknown scheme {scheme!r} (expected one of {', '.join(SCHEMES)})"
-    )
+    from federation.store.sql import SqlBackend
+
+    return await SqlBackend.open(url)
 
 
 async def open_store(url: str) -> Store:
