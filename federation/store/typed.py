@@ -38,6 +38,7 @@ from federation.store.backend import (
     Put,
     Snapshot,
 )
+from federation.store.gcpause import gc_paused
 
 ROOT = "/meshfed/"
 
@@ -101,8 +102,8 @@ def decode(raw_key: str, value: bytes) -> Record:
     if cls is None:
         raise StoreError(f"key {raw_key!r} has unknown kind {kind!r}")
     try:
-        return cls.from_dict(json.loads(value))
-    except ValueError as exc:  # json errors and ValidationError both derive from it
+        return cls.from_stored(json.loads(value))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise StoreError(f"corrupt record at {raw_key!r}: {exc}") from exc
 
 
@@ -245,7 +246,8 @@ class Store:
         prefix = ROOT if kind is None else f"{ROOT}{kind}/"
         async for message in self.backend.watch(prefix, since):
             if isinstance(message, Snapshot):
-                items = tuple(_versioned(kv) for kv in message.items)
+                with gc_paused():
+                    items = tuple(_versioned(kv) for kv in message.items)
                 yield TypedSnapshot(items, message.revision, message.resync)
             elif isinstance(message, Changes):
                 yield TypedChanges(message.revision, tuple(_change(e) for e in message.events))

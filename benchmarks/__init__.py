@@ -1,0 +1,1 @@
+"""Reproducible performance comparisons; each prints a table with ratios to a reference."""

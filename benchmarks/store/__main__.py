@@ -1,0 +1,5 @@
+"""Entry point: `python -m benchmarks.store`."""
+
+from benchmarks.store.run import main
+
+raise SystemExit(main())
