@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 import grpc.aio  # type: ignore[import-untyped]
-from etcd3aio import EtcdError
+from etcd3aio import EtcdConnectionError, EtcdError, EtcdTransientError
 
 from federation.errors import BadStoreURL, StoreError, StoreUnavailable
 from federation.store import etcd_url
@@ -26,7 +26,7 @@ from federation.store import etcd_url
 # pages of a big list), so lift gRPC's 4 MiB receive default.
 CHANNEL_OPTIONS: list[tuple[str, int | str | bool]] = [
     ("grpc.lb_policy_name", "round_robin"),
-    ("grpc.keepalive_time_ms", 10_000),  # etcd clientv3's DialKeepAliveTime guidance
+    ("grpc.keepalive_time_ms", 10_000),  # keepalives as etcd3aio's own defaults
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -34,6 +34,9 @@ CHANNEL_OPTIONS: list[tuple[str, int | str | bool]] = [
     ("grpc.max_reconnect_backoff_ms", 2_000),
     ("grpc.max_receive_message_length", 256 * 1024 * 1024),
 ]
+
+# gRPC codes that mean "no member answered" rather than "the request is wrong".
+TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def translate(exc: BaseException, what: str) -> StoreError:
@@ -45,14 +48,13 @@ def translate(exc: BaseException, what: str) -> StoreError:
     if isinstance(exc, grpc.aio.AioRpcError):
         code = exc.code()
         detail = exc.details() or ""
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        if code in TRANSIENT:
             return StoreUnavailable(f"etcd {what}: {code.name} {detail}".rstrip())
         return StoreError(f"etcd {what}: {code.name} {detail}".rstrip())
     if isinstance(exc, EtcdError):
         # etcd3aio wraps UNAVAILABLE as EtcdConnectionError and DEADLINE_EXCEEDED as
         # EtcdTransientError, after its retries; auth failures are not "unavailable".
-        name = type(exc).__name__
-        if name in ("EtcdConnectionError", "EtcdTransientError"):
+        if isinstance(exc, EtcdConnectionError | EtcdTransientError):
             return StoreUnavailable(f"etcd {what}: {exc}")
         return StoreError(f"etcd {what}: {exc}")
     return StoreError(f"etcd {what}: {type(exc).__name__}: {exc}")
@@ -106,9 +108,6 @@ def read_pem(name: str, path: str | None) -> bytes | None:
         return Path(path).read_bytes()
     except OSError as exc:
         raise BadStoreURL(f"store URL option {name!r}: cannot read {path!r}: {exc}") from exc
-
-
-TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 async def open_channel(url: etcd_url.EtcdURL) -> Any:

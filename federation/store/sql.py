@@ -188,6 +188,8 @@ class SqlBackend(Backend):
         while not self._closed:
             await asyncio.sleep(LEASE_SWEEP_INTERVAL)
             try:
+                if not await self._run(self._read(lambda c: sql_txn.any_expired(c, time.time()))):
+                    continue
                 _, events = await self._run(
                     self._write(lambda c: sql_txn.expire(c, None, time.time()))
                 )

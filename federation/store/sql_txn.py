@@ -166,6 +166,14 @@ def lease_exists(conn: Connection, lease: int, now: float) -> bool:
     return row is not None
 
 
+def any_expired(conn: Connection, now: float) -> bool:
+    """Cheap read-only probe so the sweeper takes the write lock only when needed."""
+    return (
+        conn.execute(select(leases.c.id).where(leases.c.expires_at <= now).limit(1)).first()
+        is not None
+    )
+
+
 def keepalive(conn: Connection, lease: int, now: float) -> None:
     result = conn.execute(
         update(leases)
