@@ -99,7 +99,7 @@ ALL = list(modules())
 
 def test_the_tree_has_modules_to_check() -> None:
     names = {name for name, _ in ALL}
-    assert {"federation.model.records", "federation.store.typed"} <= names
+    assert {"federation.model.topology", "federation.store.typed"} <= names
 
 
 @pytest.mark.parametrize(("module", "path"), ALL, ids=[m for m, _ in ALL])

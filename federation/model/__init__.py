@@ -1,28 +1,40 @@
-"""The registry's domain model: pure, frozen, validated records (no I/O, no clock)."""
+"""The registry's domain model: pure, frozen, validated records (no I/O, no clock).
 
-from federation.model.records import (
-    KIND_BY_NAME,
-    RECORD_KINDS,
+`base` holds value types and the `Record` base, `topology` the federation's shape
+(clusters, links, gateways, trust domains), `services` what clusters export, and
+`access` who may do what (API tokens, join tokens, CA material, audit events).
+"""
+
+from federation.model.access import ApiToken, AuditEvent, CaMaterial, JoinToken
+from federation.model.base import Condition, Port, Record
+from federation.model.services import Endpoint, ServiceExport, ServiceKey, endpoint_prefix
+from federation.model.topology import Cluster, Gateway, Link, TrustDomain
+
+RECORD_KINDS: tuple[type[Record], ...] = (
     Cluster,
-    Condition,
+    Link,
+    ServiceExport,
     Endpoint,
     Gateway,
-    Link,
-    Port,
-    Record,
-    ServiceExport,
-    ServiceKey,
     TrustDomain,
-    endpoint_prefix,
+    ApiToken,
+    JoinToken,
+    CaMaterial,
+    AuditEvent,
 )
+KIND_BY_NAME: dict[str, type[Record]] = {k.KIND: k for k in RECORD_KINDS}
 
 __all__ = [
     "KIND_BY_NAME",
     "RECORD_KINDS",
+    "ApiToken",
+    "AuditEvent",
+    "CaMaterial",
     "Cluster",
     "Condition",
     "Endpoint",
     "Gateway",
+    "JoinToken",
     "Link",
     "Port",
     "Record",

@@ -35,7 +35,7 @@ def dns1123_label(field: str, value: object) -> str:
     text = _string(field, value)
     if len(text) > MAX_LABEL:
         raise ValidationError(field, f"{text!r} is longer than {MAX_LABEL} characters")
-    if not _DNS1123_LABEL.match(text):
+    if not _DNS1123_LABEL.fullmatch(text):
         raise ValidationError(
             field,
             f"{text!r} is not an RFC 1123 label (lowercase letters, digits and '-', "
@@ -47,7 +47,7 @@ def dns1123_label(field: str, value: object) -> str:
 def dns1035_label(field: str, value: object) -> str:
     """An RFC 1035 label (Kubernetes Service names must start with a letter)."""
     text = dns1123_label(field, value)
-    if not _DNS1035_LABEL.match(text):
+    if not _DNS1035_LABEL.fullmatch(text):
         raise ValidationError(field, f"{text!r} must start with a lowercase letter")
     return text
 
@@ -58,7 +58,7 @@ def dns_subdomain(field: str, value: object) -> str:
     if len(text) > MAX_DNS_NAME:
         raise ValidationError(field, f"{text!r} is longer than {MAX_DNS_NAME} characters")
     for label in text.split("."):
-        if len(label) > MAX_LABEL or not _DNS1123_LABEL.match(label):
+        if len(label) > MAX_LABEL or not _DNS1123_LABEL.fullmatch(label):
             raise ValidationError(field, f"{text!r} is not a valid DNS name")
     return text
 
@@ -68,7 +68,7 @@ def label_value(field: str, value: object) -> str:
     text = _string(field, value)
     if len(text) > MAX_LABEL:
         raise ValidationError(field, f"{text!r} is longer than {MAX_LABEL} characters")
-    if not _LABEL_VALUE.match(text):
+    if not _LABEL_VALUE.fullmatch(text):
         raise ValidationError(
             field, f"{text!r} is not a valid label value (letters, digits, '-', '_', '.')"
         )
@@ -94,7 +94,7 @@ def _label_key(field: str, key: object) -> None:
     prefix, _, name = text.rpartition("/")
     if prefix:
         dns_subdomain(field, prefix)
-    if len(name) > MAX_LABEL or not _LABEL_NAME.match(name):
+    if len(name) > MAX_LABEL or not _LABEL_NAME.fullmatch(name):
         raise ValidationError(field, f"{text!r} is not a valid label key")
 
 
@@ -115,7 +115,10 @@ def address(field: str, value: object) -> str:
     except ValueError:
         pass
     try:
-        return dns_subdomain(field, text.lower())
+        name = dns_subdomain(field, text.lower())
+        if name.rsplit(".", 1)[-1].isdigit():  # RFC 3696 section 2: no all-numeric TLD
+            raise ValidationError(field, "looks like a malformed IP address")
+        return name
     except ValidationError:
         raise ValidationError(
             field, f"{text!r} is neither an IPv4/IPv6 address nor a DNS name"
@@ -140,7 +143,7 @@ def host_port(field: str, value: object) -> str:
             raise ValidationError(field, f"{text!r} is not host:port")
         if ":" in host:
             raise ValidationError(field, f"{text!r}: write IPv6 addresses as [addr]:port")
-    if not port_text.isdigit():
+    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= len(str(MAX_PORT))):
         raise ValidationError(field, f"port {port_text!r} in {text!r} is not a number")
     number = port(field, int(port_text))
     canonical = address(field, host)
@@ -151,7 +154,7 @@ def host_port(field: str, value: object) -> str:
 def trust_domain(field: str, value: object) -> str:
     """A SPIFFE trust domain name (SPIFFE-ID spec 2.1): lowercase, digits, '.', '-', '_'."""
     text = _string(field, value)
-    if len(text) > MAX_DNS_NAME or not _TRUST_DOMAIN.match(text):
+    if len(text) > MAX_DNS_NAME or not _TRUST_DOMAIN.fullmatch(text):
         raise ValidationError(
             field, f"{text!r} is not a SPIFFE trust domain (lowercase a-z, 0-9, '.', '-', '_')"
         )

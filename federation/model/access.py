@@ -1,0 +1,195 @@
+"""Who may do what: API tokens, single-use join tokens, CA material, the audit trail.
+
+Secrets never live here in the clear: tokens are stored as SHA-256 digests of
+their secret part, CA private keys as sealed (encrypted PKCS#8) blobs produced by
+`trust_bundle`'s key protector. The REST API must never return `CaMaterial` or a
+token digest in a list or get response.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Self
+
+from federation.errors import ValidationError
+from federation.model import validation as v
+from federation.model.base import Record, _check_fields, _iso, _time
+
+ROLES = ("admin", "editor", "viewer")
+CA_KINDS = ("root", "intermediate")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# Join token id: 6-32 lowercase hex/alnum, like kubeadm's "[a-z0-9]{6}" token id.
+_TOKEN_ID = re.compile(r"^[a-z0-9]{6,32}$")
+_EVENT_ID = re.compile(r"^[0-9]{20}-[0-9a-f]{8}$")
+
+
+def _digest(field: str, value: object) -> str:
+    if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value):
+        raise ValidationError(field, "must be a SHA-256 hex digest")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken(Record):
+    """A bearer token for the dashboard API, with one role."""
+
+    KIND: ClassVar[str] = "tokens"
+
+    name: str
+    role: str
+    secret_sha256: str
+    created: datetime
+    expires: datetime | None = None
+
+    def __post_init__(self) -> None:
+        v.dns1123_label("name", self.name)
+        v.choice("role", self.role, ROLES)
+        _digest("secret_sha256", self.secret_sha256)
+        object.__setattr__(self, "created", _time("created", self.created))
+        if self.expires is not None:
+            object.__setattr__(self, "expires", _time("expires", self.expires))
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "secret_sha256": self.secret_sha256,
+            "created": _iso(self.created),
+            "expires": _iso(self.expires),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        return cls(**_check_fields(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class JoinToken(Record):
+    """A single-use bootstrap token: `<id>.<secret>` buys one cluster's first SVID."""
+
+    KIND: ClassVar[str] = "jointokens"
+
+    id: str
+    cluster: str
+    secret_sha256: str
+    expires: datetime
+    used: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _TOKEN_ID.fullmatch(self.id):
+            raise ValidationError("id", f"{self.id!r} is not a token id ([a-z0-9]{{6,32}})")
+        v.dns1123_label("cluster", self.cluster)
+        _digest("secret_sha256", self.secret_sha256)
+        object.__setattr__(self, "expires", _time("expires", self.expires))
+        if not isinstance(self.used, bool):
+            raise ValidationError("used", "must be true or false")
+
+    @property
+    def key(self) -> str:
+        return self.id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "cluster": self.cluster,
+            "secret_sha256": self.secret_sha256,
+            "expires": _iso(self.expires),
+            "used": self.used,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        return cls(**_check_fields(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class CaMaterial(Record):
+    """A CA certificate with its sealed private key (the root, or a cluster's intermediate)."""
+
+    KIND: ClassVar[str] = "cas"
+
+    name: str  # "root", "root-next", or the cluster name for intermediates
+    kind: str
+    cert_pem: str
+    sealed_key: str  # encrypted PKCS#8 PEM from trust_bundle's KeyProtector
+    not_after: datetime
+    chain_pem: str = ""  # intermediates: the chain up to (not including) the root
+
+    def __post_init__(self) -> None:
+        v.dns1123_label("name", self.name)
+        v.choice("kind", self.kind, CA_KINDS)
+        for fname in ("cert_pem", "sealed_key"):
+            if not isinstance(getattr(self, fname), str) or "-----BEGIN" not in getattr(
+                self, fname
+            ):
+                raise ValidationError(fname, "is not PEM")
+        object.__setattr__(self, "not_after", _time("not_after", self.not_after))
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:  # never print the sealed key, even encrypted
+        return f"CaMaterial(name={self.name!r}, kind={self.kind!r}, not_after={self.not_after})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "cert_pem": self.cert_pem,
+            "sealed_key": self.sealed_key,
+            "not_after": _iso(self.not_after),
+            "chain_pem": self.chain_pem,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        return cls(**_check_fields(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent(Record):
+    """One entry of the audit trail: who changed what, when."""
+
+    KIND: ClassVar[str] = "events"
+
+    id: str  # "<20-digit unix ns>-<8 hex>": sorts by time in the store's key order
+    time: datetime
+    actor: str
+    action: str
+    target_kind: str  # the changed record's kind, e.g. "clusters"
+    target: str  # the changed record's key, e.g. "east"
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _EVENT_ID.fullmatch(self.id):
+            raise ValidationError("id", f"{self.id!r} is not <20 digits>-<8 hex>")
+        object.__setattr__(self, "time", _time("time", self.time))
+        for fname in ("actor", "action", "target_kind", "target"):
+            if not isinstance(getattr(self, fname), str) or not getattr(self, fname):
+                raise ValidationError(fname, "must be a non-empty string")
+
+    @property
+    def key(self) -> str:
+        return self.id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": _iso(self.time),
+            "actor": self.actor,
+            "action": self.action,
+            "target_kind": self.target_kind,
+            "target": self.target,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        return cls(**_check_fields(cls, data))

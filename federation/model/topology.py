@@ -1,0 +1,238 @@
+"""The federation's shape: clusters, the links between them, gateways, trust domains."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Self
+
+from federation.errors import ValidationError
+from federation.model import validation as v
+from federation.model.base import (
+    GATEWAY_MODES,
+    LINK_MODES,
+    SOURCE_KINDS,
+    Condition,
+    Record,
+    _check_fields,
+    _iso,
+    _time,
+    _tuple_of,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster(Record):
+    """A member cluster: where it is, how it is reached, what it trusts."""
+
+    KIND: ClassVar[str] = "clusters"
+
+    name: str
+    region: str
+    zone: str
+    trust_domain: str
+    network: str = "default"
+    gateway_addresses: tuple[str, ...] = ()
+    source: str = "static"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        v.dns1123_label("name", self.name)
+        v.label_value("region", self.region)
+        v.label_value("zone", self.zone)
+        v.trust_domain("trust_domain", self.trust_domain)
+        v.label_value("network", self.network)
+        addrs = _tuple_of("gateway_addresses", self.gateway_addresses)
+        object.__setattr__(
+            self,
+            "gateway_addresses",
+            tuple(v.host_port(f"gateway_addresses[{i}]", a) for i, a in enumerate(addrs)),
+        )
+        v.choice("source", self.source, SOURCE_KINDS)
+        object.__setattr__(self, "labels", v.labels("labels", self.labels))
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "region": self.region,
+            "zone": self.zone,
+            "trust_domain": self.trust_domain,
+            "network": self.network,
+            "gateway_addresses": list(self.gateway_addresses),
+            "source": self.source,
+            "labels": dict(self.labels),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        return cls(**_check_fields(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class Link(Record):
+    """Two clusters exchanging exports.
+
+    Both directions unless `bidirectional` is false; then `a` imports what `b`
+    exports and not the other way round.
+    """
+
+    KIND: ClassVar[str] = "links"
+
+    a: str
+    b: str
+    bidirectional: bool = True
+    mode: str = "terminating"
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    conditions: tuple[Condition, ...] = ()
+    credential_expiry: datetime | None = None
+
+    def __post_init__(self) -> None:
+        v.dns1123_label("a", self.a)
+        v.dns1123_label("b", self.b)
+        if self.a == self.b:
+            raise ValidationError("b", f"a cluster cannot link to itself ({self.a!r})")
+        if not isinstance(self.bidirectional, bool):
+            raise ValidationError("bidirectional", "must be true or false")
+        v.choice("mode", self.mode, LINK_MODES)
+        nss = _tuple_of("namespaces", self.namespaces)
+        object.__setattr__(
+            self,
+            "namespaces",
+            tuple(sorted({v.dns1123_label(f"namespaces[{i}]", n) for i, n in enumerate(nss)})),
+        )
+        conds = tuple(
+            c if isinstance(c, Condition) else Condition.from_dict(c)
+            for c in _tuple_of("conditions", self.conditions)
+        )
+        types = [c.type for c in conds]
+        if len(types) != len(set(types)):
+            raise ValidationError("conditions", "a condition type appears twice")
+        object.__setattr__(self, "conditions", conds)
+        if self.credential_expiry is not None:
+            object.__setattr__(
+                self, "credential_expiry", _time("credential_expiry", self.credential_expiry)
+            )
+
+    @property
+    def key(self) -> str:
+        return f"{self.a}/{self.b}"
+
+    def imports(self, consumer: str, producer: str) -> bool:
+        """Does `consumer` see `producer`'s exports through this link?"""
+        if (consumer, producer) == (self.a, self.b):
+            return True
+        return self.bidirectional and (consumer, producer) == (self.b, self.a)
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "bidirectional": self.bidirectional,
+            "mode": self.mode,
+            "namespaces": list(self.namespaces),
+            "conditions": [c.to_dict() for c in self.conditions],
+            "credential_expiry": _iso(self.credential_expiry),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        return cls(**_check_fields(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway(Record):
+    """A cluster's east-west gateway as the registry knows it."""
+
+    KIND: ClassVar[str] = "gateways"
+
+    cluster: str
+    addresses: tuple[str, ...]
+    modes: tuple[str, ...] = GATEWAY_MODES
+    healthy: bool | None = None  # None: not probed yet ("unknown")
+
+    def __post_init__(self) -> None:
+        v.dns1123_label("cluster", self.cluster)
+        addrs = _tuple_of("addresses", self.addresses)
+        if not addrs:
+            raise ValidationError("addresses", "a gateway needs at least one address")
+        object.__setattr__(
+            self,
+            "addresses",
+            tuple(v.host_port(f"addresses[{i}]", a) for i, a in enumerate(addrs)),
+        )
+        modes = _tuple_of("modes", self.modes)
+        if not modes:
+            raise ValidationError("modes", "must name at least one mode")
+        object.__setattr__(
+            self,
+            "modes",
+            tuple(v.choice(f"modes[{i}]", m, GATEWAY_MODES) for i, m in enumerate(modes)),
+        )
+        if self.healthy is not None and not isinstance(self.healthy, bool):
+            raise ValidationError("healthy", "must be true, false or null")
+
+    @property
+    def key(self) -> str:
+        return self.cluster
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "addresses": list(self.addresses),
+            "modes": list(self.modes),
+            "healthy": self.healthy,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        return cls(**_check_fields(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class TrustDomain(Record):
+    """A SPIFFE trust domain and the root certificates (PEM) that verify it."""
+
+    KIND: ClassVar[str] = "trustdomains"
+
+    name: str
+    roots_pem: tuple[str, ...]
+    sequence: int = 1
+    refresh_hint_seconds: int = 300  # SPIFFE bundle spec leaves it to the issuer; 5 min
+
+    def __post_init__(self) -> None:
+        v.trust_domain("name", self.name)
+        roots = _tuple_of("roots_pem", self.roots_pem)
+        if not roots:
+            raise ValidationError("roots_pem", "a trust domain needs at least one root")
+        for i, pem in enumerate(roots):
+            if not isinstance(pem, str) or "-----BEGIN CERTIFICATE-----" not in pem:
+                raise ValidationError(f"roots_pem[{i}]", "is not a PEM certificate")
+        object.__setattr__(self, "roots_pem", roots)
+        for fname in ("sequence", "refresh_hint_seconds"):
+            val = getattr(self, fname)
+            if isinstance(val, bool) or not isinstance(val, int) or val < 0:
+                raise ValidationError(fname, f"must be a non-negative integer, got {val!r}")
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "roots_pem": list(self.roots_pem),
+            "sequence": self.sequence,
+            "refresh_hint_seconds": self.refresh_hint_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        return cls(**_check_fields(cls, data))
