@@ -78,3 +78,15 @@ class Compacted(StoreError):
 
 class BadStoreURL(FederationError, ValueError):
     """The `--store` URL names an unknown scheme or is malformed."""
+
+
+class AuthError(FederationError):
+    """The caller could not be authenticated or is not allowed to do this."""
+
+
+class InvalidToken(AuthError):
+    """A bearer or join token is unknown, expired, already used, or malformed."""
+
+
+class PermissionDenied(AuthError):
+    """The caller is authenticated but its role or identity may not do this."""
