@@ -47,3 +47,7 @@ class KeyProtectionError(TrustError):
 
 class StorageError(TrustError):
     """Reading or writing trust material on disk failed."""
+
+
+class SigningFailed(TrustError):
+    """The signing step itself failed (key/algorithm mismatch, builder incomplete)."""
