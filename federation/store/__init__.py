@@ -24,7 +24,10 @@ SCHEMES = ("sqlite", "postgresql", "etcd")
 
 def url_scheme(url: str) -> str:
     """The backend family named by `url`; BadStoreURL naming the URL if unknown."""
-    scheme = urlsplit(url).scheme.split("+", 1)[0]
+    try:
+        scheme = urlsplit(url).scheme.split("+", 1)[0]
+    except ValueError as exc:  # e.g. an unclosed "[" around an IPv6 host
+        raise BadStoreURL(f"store URL {url!r} is malformed: {exc}") from exc
     if scheme == "postgres":
         scheme = "postgresql"
     if scheme not in SCHEMES:
