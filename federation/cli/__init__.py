@@ -7,12 +7,26 @@ failed, 2 bad usage (argparse names the bad value).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from federation.cli import store_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# Components with their own argument parsers: `meshfed <name> ...` hands the rest of
+# the command line to `<module>.run(argv)`. Imported lazily so `meshfed store`
+# never pays for the data plane's imports.
+DELEGATED: dict[str, tuple[str, str]] = {
+    "gateway": ("eastwest_gateway.main", "run the east-west gateway of one cluster"),
+}
+
+
+def _delegate(name: str) -> Callable[[list[str]], int]:
+    module = importlib.import_module(DELEGATED[name][0])
+    run: Callable[[list[str]], int] = module.run
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,10 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     store_cmd.register(sub)
+    for name, (_, helptext) in DELEGATED.items():
+        sub.add_parser(name, help=helptext, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        return _delegate(argv[0])(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

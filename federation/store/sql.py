@@ -70,7 +70,10 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     path = make_url(url).database
     if not path:
         raise BadStoreURL(f"store URL {url!r} names no database file (sqlite:///path/to.db)")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot create the directory of {path!r}: {exc.strerror}") from exc
     engine = create_engine(url, connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
