@@ -243,6 +243,10 @@ class Member:
             "--heartbeat-interval", str(HEARTBEAT_MS),
             "--election-timeout", str(ELECTION_MS),
             "--log-level", "warn",
+            # docs/store.md "etcd settings meshfed needs": one service's endpoints
+            # in one cluster are replaced in one transaction (default cap: 128 ops).
+            "--max-txn-ops", "10000",
+            "--max-request-bytes", str(10 * 1024 * 1024),
             *(self.tls.server_args() if self.tls else []),
             *self.extra_args,
         ]  # fmt: skip
