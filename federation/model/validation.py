@@ -110,6 +110,8 @@ def port(field: str, value: object) -> int:
 def address(field: str, value: object) -> str:
     """An IPv4 or IPv6 address, or a DNS name; returned in canonical form."""
     text = _string(field, value)
+    if "%" in text:  # an IPv6 zone (RFC 4007) names a local interface: meaningless elsewhere
+        raise ValidationError(field, f"{text!r}: scoped addresses (with %zone) are not routable")
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:

@@ -9,17 +9,22 @@ if someone else wrote in between.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
+import orjson
+
 from federation.errors import AlreadyExists, Conflict, NotFound, StoreError
 from federation.model import (
     KIND_BY_NAME,
+    ApiToken,
+    AuditEvent,
+    CaMaterial,
     Cluster,
     Endpoint,
     Gateway,
+    JoinToken,
     Link,
     Record,
     ServiceExport,
@@ -86,7 +91,7 @@ def storage_key(kind: str, key: str) -> str:
 
 
 def encode(record: Record) -> bytes:
-    return json.dumps(record.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+    return orjson.dumps(record.to_dict(), option=orjson.OPT_SORT_KEYS)
 
 
 def _split(raw_key: str) -> tuple[str, str]:
@@ -102,7 +107,7 @@ def decode(raw_key: str, value: bytes) -> Record:
     if cls is None:
         raise StoreError(f"key {raw_key!r} has unknown kind {kind!r}")
     try:
-        return cls.from_stored(json.loads(value))
+        return cls.from_stored(orjson.loads(value))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise StoreError(f"corrupt record at {raw_key!r}: {exc}") from exc
 
@@ -182,6 +187,10 @@ class Store:
         self.endpoints = Collection(backend, Endpoint)
         self.gateways = Collection(backend, Gateway)
         self.trust_domains = Collection(backend, TrustDomain)
+        self.tokens = Collection(backend, ApiToken)
+        self.join_tokens = Collection(backend, JoinToken)
+        self.cas = Collection(backend, CaMaterial)
+        self.events = Collection(backend, AuditEvent)
 
     async def replace_endpoints(
         self,

@@ -1,0 +1,238 @@
+"""Request and response bodies of the REST API (pydantic; only here, never in the model).
+
+Why this module exists: the OpenAPI document at /openapi.json is generated from
+these classes, so they are the API's contract. Inputs forbid unknown fields and
+check JSON types; the domain model (`federation.model`) then checks meaning and
+names the bad field. Outputs never include CA material or token digests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass `continue` back as the `continue` query parameter."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    items: list[T]
+    continue_: str | None = Field(default=None, alias="continue")
+
+
+# -- clusters -----------------------------------------------------------------------
+
+
+class ClusterIn(Input):
+    name: str = Field(description="RFC 1123 label, unique in the federation")
+    region: str
+    zone: str
+    trust_domain: str = Field(description="SPIFFE trust domain of the cluster's mesh")
+    network: str = "default"
+    gateway_addresses: list[str] = Field(default_factory=list, description="host:port")
+    source: Literal["kubernetes", "static"] = "static"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class ClusterPatch(Input):
+    """Mutable fields only; `revision` (or an `If-Match` header) guards against lost updates."""
+
+    region: str | None = None
+    zone: str | None = None
+    network: str | None = None
+    gateway_addresses: list[str] | None = None
+    source: Literal["kubernetes", "static"] | None = None
+    labels: dict[str, str] | None = None
+    revision: int | None = Field(default=None, ge=1)
+
+
+class ClusterOut(BaseModel):
+    name: str
+    region: str
+    zone: str
+    trust_domain: str
+    network: str
+    gateway_addresses: list[str]
+    source: str
+    labels: dict[str, str]
+    revision: int
+
+
+class JoinTokenIn(Input):
+    ttl_seconds: int | None = Field(default=None, ge=1, description="default 3600")
+
+
+class JoinTokenOut(BaseModel):
+    cluster: str
+    token: str = Field(description="shown once: `<id>.<secret>`, single use")
+    expires: datetime
+
+
+class CaExport(BaseModel):
+    cluster: str
+    format: str
+    files: dict[str, str]
+
+
+# -- links --------------------------------------------------------------------------
+
+
+class LinkIn(Input):
+    a: str
+    b: str
+    bidirectional: bool = True
+    mode: Literal["terminating", "passthrough"] = "terminating"
+    namespaces: list[str] = Field(default_factory=list, description="empty: every namespace")
+
+
+class ConditionOut(BaseModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
+    last_transition_time: datetime
+
+
+class LinkOut(BaseModel):
+    a: str
+    b: str
+    bidirectional: bool
+    mode: str
+    namespaces: list[str]
+    conditions: list[ConditionOut]
+    credential_expiry: datetime | None
+    revision: int
+
+
+# -- services, imports, gateways, topology --------------------------------------------
+
+
+class PortOut(BaseModel):
+    port: int
+    protocol: str
+    name: str = ""
+    app_protocol: str = ""
+
+
+class ServiceOut(BaseModel):
+    namespace: str
+    name: str
+    clusters: list[str]
+    ports: list[PortOut]
+    conflicts: list[str]
+
+
+class ExportOut(BaseModel):
+    cluster: str
+    created: datetime
+    ports: list[PortOut]
+    scope: list[str]
+
+
+class EndpointOut(BaseModel):
+    address: str
+    ports: list[PortOut]
+    ready: bool
+    weight: int
+
+
+class HealthOut(BaseModel):
+    ready: int
+    total: int
+
+
+class ServiceDetail(ServiceOut):
+    exports: list[ExportOut]
+    endpoints: dict[str, dict[str, list[EndpointOut]]] = Field(
+        description="cluster -> zone -> endpoints"
+    )
+    health: dict[str, HealthOut] = Field(description="ready/total endpoints per cluster")
+
+
+class ImportOut(BaseModel):
+    namespace: str
+    name: str
+    ports: list[PortOut]
+    clusters: list[str]
+    conflicts: list[str]
+    endpoints: dict[str, list[EndpointOut]] = Field(description="by exporting cluster")
+
+
+class GatewayOut(BaseModel):
+    cluster: str
+    addresses: list[str]
+    modes: list[str]
+    healthy: bool | None
+    revision: int
+
+
+class NodeOut(BaseModel):
+    name: str
+    region: str
+    zone: str
+    network: str
+    trust_domain: str
+    gateway_addresses: list[str]
+    gateway_healthy: bool | None
+
+
+class EdgeOut(BaseModel):
+    a: str
+    b: str
+    bidirectional: bool
+    mode: str
+    ready: str
+    conditions: list[ConditionOut]
+
+
+class TopologyOut(BaseModel):
+    nodes: list[NodeOut]
+    edges: list[EdgeOut]
+
+
+# -- audit, tokens, health ------------------------------------------------------------
+
+
+class EventOut(BaseModel):
+    id: str
+    time: datetime
+    actor: str
+    action: str
+    target_kind: str
+    target: str
+    detail: str
+
+
+class TokenIn(Input):
+    name: str
+    role: Literal["admin", "editor", "viewer"]
+    ttl_seconds: int | None = Field(default=None, ge=1, description="default: no expiry")
+
+
+class TokenOut(BaseModel):
+    name: str
+    role: str
+    created: datetime
+    expires: datetime | None
+
+
+class NewTokenOut(TokenOut):
+    token: str = Field(description="shown once; use as `Authorization: Bearer <token>`")
+
+
+class Status(BaseModel):
+    status: str
+    revision: int | None = None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(by_alias=True)

@@ -1,0 +1,51 @@
+"""`meshfed serve`: run the registry (dashboard REST API and gRPC control plane)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from federation.cli.store_cmd import default_data_dir, default_store_url, store_url
+from federation.errors import FederationError
+
+DEFAULT_API = "127.0.0.1:9470"  # issue 4
+DEFAULT_GRPC = "127.0.0.1:9471"  # issue 4
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """argparse type for HOST:PORT ([v6]:PORT too); bad values are usage errors."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the registry: REST API and gRPC control plane")
+    p.add_argument("--store", type=store_url, default=None, help="default: SQLite in the data dir")
+    p.add_argument("--data-dir", type=Path, default=None, help="default: $MESHFED_DATA_DIR")
+    p.add_argument("--api", type=host_port, default=host_port(DEFAULT_API), metavar="HOST:PORT")
+    p.add_argument("--grpc", type=host_port, default=host_port(DEFAULT_GRPC), metavar="HOST:PORT")
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from federation.registry.serve import ServeConfig, run  # heavy imports only for `serve`
+
+    data_dir = args.data_dir or default_data_dir()
+    config = ServeConfig(
+        store_url=args.store or default_store_url(data_dir),
+        data_dir=data_dir,
+        api_host=args.api[0],
+        api_port=args.api[1],
+        grpc_host=args.grpc[0],
+        grpc_port=args.grpc[1],
+    )
+    try:
+        return run(config)
+    except FederationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,142 @@
+"""`meshfed serve`: the registry process (REST API + gRPC control plane on one store).
+
+Why this module exists: it is the composition of the registry's parts (store,
+trust, tokens, API, control plane) and the only place that deals with the
+process's life: first-start bootstrap (federation root, admin token written
+0600 and only its path printed), the key passphrase, and draining on SIGTERM
+(uvicorn's own signal handling: stop accepting, finish in-flight requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from federation.api import create_app
+from federation.registry.auth import TokenService
+from federation.registry.service import Registry
+from federation.registry.timing import TimedBackend
+from federation.registry.trust import TrustService
+from federation.store import Store, open_backend
+from trust_bundle import PassphraseProtector
+from trust_bundle.storage import write_file
+
+log = logging.getLogger("meshfed.serve")
+
+PASSPHRASE_ENV = "MESHFED_KEY_PASSPHRASE"
+PASSPHRASE_FILE = "key.passphrase"
+TOKEN_FILE = "admin.token"
+# 32 random bytes, URL-safe text: well above trust_bundle's 16-byte minimum.
+PASSPHRASE_BYTES = 32
+# How long SIGTERM waits for in-flight requests before closing them; Kubernetes
+# gives a pod 30 s (terminationGracePeriodSeconds), so drain well within it.
+DRAIN_SECONDS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    store_url: str
+    data_dir: Path
+    api_host: str = "127.0.0.1"
+    api_port: int = 9470
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 9471
+
+
+def load_protector(data_dir: Path) -> PassphraseProtector:
+    """The CA key passphrase: $MESHFED_KEY_PASSPHRASE, else <data-dir>/key.passphrase,
+    created 0600 with random content on first start (O_EXCL: two first starts agree)."""
+    if PASSPHRASE_ENV in os.environ:
+        return PassphraseProtector.from_env(PASSPHRASE_ENV)
+    path = data_dir / PASSPHRASE_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return PassphraseProtector.from_file(path)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(PASSPHRASE_BYTES) + "\n")
+    return PassphraseProtector.from_file(path)
+
+
+async def open_registry(
+    url: str, protector: PassphraseProtector, metrics: CollectorRegistry
+) -> Registry:
+    store = Store(TimedBackend(await open_backend(url), metrics))
+    return Registry(store, TrustService(store, protector), TokenService(store))
+
+
+async def bootstrap(registry: Registry, data_dir: Path, now: datetime) -> Path | None:
+    """First start: the federation root and, on an empty store, the admin token file."""
+    await registry.trust.ensure_root(now)
+    bearer = await registry.bootstrap_admin(now)
+    path = data_dir / TOKEN_FILE
+    if bearer is None:
+        return path if path.exists() else None
+    write_file(path, (bearer + "\n").encode(), secret=True)
+    return path
+
+
+async def start_control_plane(registry: Registry, config: ServeConfig) -> Any:
+    """HOOK: start the gRPC control plane next to the REST API.
+
+    The control plane's owner exposes `federation.controlplane.server.start(...)`;
+    until that module exists the registry runs REST only. Returns an object with
+    an async `stop()`, or None.
+    """
+    try:
+        server = importlib.import_module("federation.controlplane.server")
+    except ImportError:
+        log.warning("gRPC control plane not available; serving the REST API only")
+        return None
+    return await server.start(
+        store=registry.store,
+        trust=registry.trust,
+        listen=f"{config.grpc_host}:{config.grpc_port}",
+    )
+
+
+async def serve(config: ServeConfig, say: Callable[[str], None] = print) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code."""
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    metrics = CollectorRegistry()
+    registry = await open_registry(config.store_url, load_protector(config.data_dir), metrics)
+    control_plane = None
+    try:
+        token_path = await bootstrap(registry, config.data_dir, datetime.now(UTC))
+        if token_path is not None:
+            say(f"admin token: {token_path}")
+        app = create_app(registry, metrics_registry=metrics)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=config.api_host,
+                port=config.api_port,
+                log_level="info",
+                access_log=False,
+                timeout_graceful_shutdown=DRAIN_SECONDS,
+                lifespan="off",
+            )
+        )
+        control_plane = await start_control_plane(registry, config)
+        say(f"REST API on http://{config.api_host}:{config.api_port}/api/v1")
+        await server.serve()
+        return 0 if server.started else 1
+    finally:
+        if control_plane is not None:
+            await control_plane.stop()
+        await registry.store.close()
+
+
+def run(config: ServeConfig) -> int:
+    return asyncio.run(serve(config))

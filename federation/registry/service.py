@@ -1,0 +1,316 @@
+"""The registry's operations on the federation: clusters, links, services, topology.
+
+Why this module exists: the REST API, the CLI and the control plane must apply
+the same rules (which fields may change, what a new link's status is, what a
+deleted cluster takes with it, what gets audited), so the rules live here, free
+of any web framework. Every change is one store transaction that also writes its
+audit event; every method takes the time and the acting principal's name.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from federation.errors import AlreadyExists, NotFound, ValidationError
+from federation.imports import ServiceImport, imports_for, merge_ports
+from federation.model import (
+    ApiToken,
+    AuditEvent,
+    Cluster,
+    Condition,
+    Endpoint,
+    Gateway,
+    Link,
+    Port,
+    Record,
+    ServiceExport,
+    ServiceKey,
+)
+from federation.model.base import LINK_CONDITIONS
+from federation.registry import audit
+from federation.registry.auth import TokenService
+from federation.registry.stored import revalidated
+from federation.registry.trust import TrustService
+from federation.store import Store, Versioned
+from federation.store.backend import ABSENT, Delete, Op, Put
+from federation.store.typed import encode, storage_key
+
+# Fields of a cluster that may change after creation. The name is its identity and
+# the trust domain is baked into its CA and every SVID it holds: change those by
+# deleting and re-creating the cluster.
+MUTABLE_CLUSTER_FIELDS = ("region", "zone", "network", "gateway_addresses", "source", "labels")
+# Issue 4: join tokens live one hour unless asked otherwise.
+DEFAULT_JOIN_TTL = timedelta(hours=1)
+# kubeadm caps bootstrap token TTLs at nothing, but a day keeps a leaked one short-lived.
+MAX_JOIN_TTL = timedelta(days=1)
+# Why a new link's conditions are Unknown: nothing has probed or synced it yet.
+INITIAL_REASONS = {
+    "Ready": ("Pending", "waiting for the other conditions"),
+    "GatewayReachable": ("NotProbed", "no gateway has reported a probe yet"),
+    "CredentialsValid": ("Pending", "credentials not yet exchanged"),
+    "Synced": ("Pending", "no agent has synced this link yet"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    """A service across the federation: who exports it, merged ports, conflicts."""
+
+    service: ServiceKey
+    exports: tuple[ServiceExport, ...]
+    ports: tuple[Port, ...]
+    conflicts: tuple[str, ...]
+    endpoints: tuple[Endpoint, ...] = ()
+
+    @property
+    def clusters(self) -> tuple[str, ...]:
+        return tuple(sorted(e.cluster for e in self.exports))
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    clusters: tuple[Cluster, ...]
+    links: tuple[Link, ...]
+    gateways: Mapping[str, Gateway]
+
+
+def _put(record: Record, expect: int | None) -> Put:
+    return Put(storage_key(record.KIND, record.key), encode(record), expect)
+
+
+def _delete(kind: str, key: str, expect: int | None = None) -> Delete:
+    return Delete(storage_key(kind, key), expect)
+
+
+def initial_conditions(now: datetime) -> tuple[Condition, ...]:
+    return tuple(
+        Condition(t, "Unknown", INITIAL_REASONS[t][0], INITIAL_REASONS[t][1], now)
+        for t in LINK_CONDITIONS
+    )
+
+
+class Registry:
+    """The federation's operations over one store."""
+
+    def __init__(self, store: Store, trust: TrustService, tokens: TokenService) -> None:
+        self.store = store
+        self.trust = trust
+        self.tokens = tokens
+
+    async def _commit(
+        self, ops: list[Op], actor: str, action: str, kind: str, target: str, now: datetime
+    ) -> int:
+        """Apply `ops` and record the audit event in the same transaction."""
+        event = audit.event(now, actor, action, kind, target)
+        return await self.store.commit([*ops, audit.put(event)])
+
+    async def ping(self) -> int:
+        """The store's revision: proof that it answers."""
+        return await self.store.revision()
+
+    # -- clusters -----------------------------------------------------------------
+
+    async def list_clusters(self) -> list[Versioned[Cluster]]:
+        return await self.store.clusters.list()
+
+    async def get_cluster(self, name: str) -> Versioned[Cluster]:
+        return await self.store.clusters.get(name)
+
+    async def create_cluster(
+        self, cluster: Cluster, actor: str, now: datetime
+    ) -> Versioned[Cluster]:
+        """Create the cluster and issue its intermediate CA (undone if issuing fails)."""
+        self.trust.check_cluster(cluster)
+        rev = await self._commit(
+            [_put(cluster, ABSENT)], actor, "create", Cluster.KIND, cluster.key, now
+        )
+        try:
+            await self.trust.issue_cluster_ca(cluster, now)
+        except BaseException:
+            await self.store.clusters.delete(cluster.key, rev)
+            raise
+        return Versioned(cluster, rev, rev)
+
+    async def update_cluster(
+        self,
+        name: str,
+        changes: Mapping[str, Any],
+        revision: int | None,
+        actor: str,
+        now: datetime,
+    ) -> Versioned[Cluster]:
+        """Change mutable fields; Conflict if `revision` is given and stale."""
+        current = await self.store.clusters.get(name)
+        expect = revision if revision is not None else current.revision
+        for fieldname, value in changes.items():
+            if fieldname not in MUTABLE_CLUSTER_FIELDS:
+                held = getattr(current.record, fieldname, None)
+                if fieldname in ("name", "trust_domain") and value == held:
+                    continue
+                raise ValidationError(fieldname, "cannot be changed after creation")
+        data = {**current.record.to_dict(), **changes}
+        updated = Cluster.from_dict(data)
+        rev = await self._commit([_put(updated, expect)], actor, "update", Cluster.KIND, name, now)
+        return Versioned(updated, rev, current.create_revision)
+
+    async def delete_cluster(
+        self, name: str, revision: int | None, actor: str, now: datetime
+    ) -> None:
+        """Delete the cluster with its links, gateway, exports and endpoints."""
+        current = await self.store.clusters.get(name)
+        ops: list[Op] = [
+            _delete(Cluster.KIND, name, revision if revision is not None else current.revision)
+        ]
+        for link in await self.store.links.list():
+            if name in (link.record.a, link.record.b):
+                ops.append(_delete(Link.KIND, link.record.key, link.revision))
+        if (gw := await self.store.gateways.find(name)) is not None:
+            ops.append(_delete(Gateway.KIND, name, gw.revision))
+        for export in await self.store.exports.list():
+            if export.record.cluster == name:
+                ops.append(_delete(ServiceExport.KIND, export.record.key, export.revision))
+        for ep in await self.store.endpoints.list():
+            if ep.record.cluster == name:
+                ops.append(_delete(Endpoint.KIND, ep.record.key, ep.revision))
+        await self._commit(ops, actor, "delete", Cluster.KIND, name, now)
+        await self.trust.remove_cluster_ca(name)
+
+    async def create_join_token(
+        self, cluster: str, ttl: timedelta | None, actor: str, now: datetime
+    ) -> tuple[str, datetime]:
+        """A single-use bootstrap token for `cluster`'s agent and gateway, and its expiry."""
+        ttl = DEFAULT_JOIN_TTL if ttl is None else ttl
+        if not timedelta(0) < ttl <= MAX_JOIN_TTL:
+            raise ValidationError("ttl_seconds", f"must be between 1 and {MAX_JOIN_TTL.seconds}")
+        token = await self.trust.create_join_token(cluster, ttl, now)
+        await self.store.commit(
+            [audit.put(audit.event(now, actor, "create", "jointokens", cluster))]
+        )
+        return token, now + ttl
+
+    # -- links --------------------------------------------------------------------
+
+    async def list_links(self) -> list[Versioned[Link]]:
+        return await self.store.links.list()
+
+    async def get_link(self, a: str, b: str) -> Versioned[Link]:
+        """The link between `a` and `b`, named in either order."""
+        found = await self.store.links.find(f"{a}/{b}")
+        if found is None:
+            reverse = await self.store.links.find(f"{b}/{a}")
+            if reverse is None:
+                raise NotFound(f"links/{a}/{b}")
+            found = reverse
+        return found
+
+    async def create_link(self, link: Link, actor: str, now: datetime) -> Versioned[Link]:
+        """Link two existing clusters; the new link's conditions start Unknown."""
+        for fieldname in ("a", "b"):
+            name = getattr(link, fieldname)
+            if await self.store.clusters.find(name) is None:
+                raise ValidationError(fieldname, f"cluster {name!r} does not exist")
+        if await self.store.links.find(f"{link.b}/{link.a}") is not None:
+            raise AlreadyExists(f"links/{link.b}/{link.a}")
+        created = replace(link, conditions=initial_conditions(now), credential_expiry=None)
+        rev = await self._commit(
+            [_put(created, ABSENT)], actor, "create", Link.KIND, created.key, now
+        )
+        return Versioned(created, rev, rev)
+
+    async def delete_link(self, a: str, b: str, actor: str, now: datetime) -> None:
+        current = await self.get_link(a, b)
+        key = current.record.key
+        await self._commit(
+            [_delete(Link.KIND, key, current.revision)], actor, "delete", Link.KIND, key, now
+        )
+
+    # -- services, imports, gateways, topology --------------------------------------
+
+    async def list_services(
+        self, cluster: str | None = None, namespace: str | None = None
+    ) -> list[ServiceSummary]:
+        grouped: dict[ServiceKey, list[ServiceExport]] = defaultdict(list)
+        for v in await self.store.exports.list(f"{namespace}/" if namespace else ""):
+            grouped[v.record.service].append(v.record)
+        out = []
+        for key, exports in grouped.items():
+            if cluster is not None and all(e.cluster != cluster for e in exports):
+                continue
+            ports, conflicts = merge_ports(exports)
+            ordered = tuple(sorted(exports, key=lambda e: (e.created, e.cluster)))
+            out.append(ServiceSummary(key, ordered, ports, conflicts))
+        return sorted(out, key=lambda s: str(s.service))
+
+    async def get_service(self, namespace: str, name: str) -> ServiceSummary:
+        key = ServiceKey(namespace, name)
+        exports = [v.record for v in await self.store.exports.list(f"{namespace}/{name}/")]
+        if not exports:
+            raise NotFound(f"services/{key}")
+        ports, conflicts = merge_ports(exports)
+        endpoints = tuple(v.record for v in await self.store.endpoints.list(f"{namespace}/{name}/"))
+        ordered = tuple(sorted(exports, key=lambda e: (e.created, e.cluster)))
+        return ServiceSummary(key, ordered, ports, conflicts, endpoints)
+
+    async def imports(self, cluster: str) -> list[ServiceImport]:
+        await self.store.clusters.get(cluster)
+        links = [v.record for v in await self.store.links.list()]
+        exports = [v.record for v in await self.store.exports.list()]
+        endpoints = [v.record for v in await self.store.endpoints.list()]
+        return list(imports_for(cluster, links, exports, endpoints).values())
+
+    async def list_gateways(self) -> list[Versioned[Gateway]]:
+        return await self.store.gateways.list()
+
+    async def topology(self) -> Topology:
+        return Topology(
+            clusters=tuple(v.record for v in await self.store.clusters.list()),
+            links=tuple(v.record for v in await self.store.links.list()),
+            gateways={v.record.cluster: v.record for v in await self.store.gateways.list()},
+        )
+
+    async def endpoints_by_cluster(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for v in await self.store.endpoints.list():
+            counts[v.record.cluster] += 1
+        return dict(counts)
+
+    # -- audit and tokens -------------------------------------------------------------
+
+    async def list_events(self) -> list[AuditEvent]:
+        return [revalidated(v.record) for v in await self.store.events.list()]
+
+    async def create_token(
+        self, name: str, role: str, ttl: timedelta | None, actor: str, now: datetime
+    ) -> tuple[ApiToken, str]:
+        """A new API token; the bearer string is returned once and never stored."""
+        record, bearer = self.tokens.new_token(name, role, now, ttl)
+        await self._commit([_put(record, ABSENT)], actor, "create", ApiToken.KIND, name, now)
+        return record, bearer
+
+    async def list_tokens(self) -> list[ApiToken]:
+        return [revalidated(v.record) for v in await self.store.tokens.list()]
+
+    async def delete_token(self, name: str, actor: str, now: datetime) -> None:
+        current = await self.store.tokens.get(name)
+        await self._commit(
+            [_delete(ApiToken.KIND, name, current.revision)],
+            actor,
+            "delete",
+            ApiToken.KIND,
+            name,
+            now,
+        )
+
+    async def bootstrap_admin(self, now: datetime) -> str | None:
+        """On an empty federation, the first admin token; None if any token exists."""
+        if await self.store.tokens.list():
+            return None
+        try:
+            _, bearer = await self.create_token("admin", "admin", None, "meshfed-serve", now)
+        except AlreadyExists:
+            return None  # another replica bootstrapped first
+        return bearer
