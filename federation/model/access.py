@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import ClassVar
 
 from federation.errors import ValidationError
 from federation.model import validation as v
-from federation.model.base import Record, _check_fields, _iso, _time
+from federation.model.base import Record, _time
 
 ROLES = ("admin", "editor", "viewer")
 CA_KINDS = ("root", "intermediate")
@@ -55,19 +55,6 @@ class ApiToken(Record):
     def key(self) -> str:
         return self.name
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "role": self.role,
-            "secret_sha256": self.secret_sha256,
-            "created": _iso(self.created),
-            "expires": _iso(self.expires),
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        return cls(**_check_fields(cls, data))
-
 
 @dataclass(frozen=True, slots=True)
 class JoinToken(Record):
@@ -93,19 +80,6 @@ class JoinToken(Record):
     @property
     def key(self) -> str:
         return self.id
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "cluster": self.cluster,
-            "secret_sha256": self.secret_sha256,
-            "expires": _iso(self.expires),
-            "used": self.used,
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        return cls(**_check_fields(cls, data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,20 +112,6 @@ class CaMaterial(Record):
     def __repr__(self) -> str:  # never print the sealed key, even encrypted
         return f"CaMaterial(name={self.name!r}, kind={self.kind!r}, not_after={self.not_after})"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "cert_pem": self.cert_pem,
-            "sealed_key": self.sealed_key,
-            "not_after": _iso(self.not_after),
-            "chain_pem": self.chain_pem,
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        return cls(**_check_fields(cls, data))
-
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent(Record):
@@ -178,18 +138,3 @@ class AuditEvent(Record):
     @property
     def key(self) -> str:
         return self.id
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "time": _iso(self.time),
-            "actor": self.actor,
-            "action": self.action,
-            "target_kind": self.target_kind,
-            "target": self.target,
-            "detail": self.detail,
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        return cls(**_check_fields(cls, data))

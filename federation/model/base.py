@@ -238,8 +238,32 @@ class Record:
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """JSON-able fields: times as RFC 3339, tuples as lists, nested values as dicts."""
+        return {f.name: _plain(getattr(self, f.name)) for f in _fields(type(self))}
 
     @classmethod
     def from_dict(cls, data: object) -> Self:
-        raise NotImplementedError
+        """Validate and build; unknown or missing fields are named in the error."""
+        return cls(**_check_fields(cls, data))
+
+
+_FIELDS: dict[type[Any], tuple[dataclasses.Field[Any], ...]] = {}
+
+
+def _fields(cls: type[Any]) -> tuple[dataclasses.Field[Any], ...]:
+    found = _FIELDS.get(cls)
+    if found is None:
+        found = _FIELDS[cls] = tuple(f for f in dataclasses.fields(cls) if f.init)
+    return found
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (Port, Condition)):
+        return value.to_dict()
+    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import ClassVar
 
 from federation.errors import ValidationError
 from federation.model import validation as v
@@ -12,8 +12,6 @@ from federation.model.base import (
     MAX_WEIGHT,
     Port,
     Record,
-    _check_fields,
-    _iso,
     _ports,
     _time,
     _tuple_of,
@@ -79,20 +77,6 @@ class ServiceExport(Record):
     def key(self) -> str:
         return f"{self.namespace}/{self.name}/{self.cluster}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cluster": self.cluster,
-            "namespace": self.namespace,
-            "name": self.name,
-            "created": _iso(self.created),
-            "ports": [p.to_dict() for p in self.ports],
-            "scope": list(self.scope),
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        return cls(**_check_fields(cls, data))
-
 
 @dataclass(frozen=True, slots=True)
 class Endpoint(Record):
@@ -131,22 +115,6 @@ class Endpoint(Record):
     @property
     def key(self) -> str:
         return endpoint_prefix(self.namespace, self.service, self.cluster) + self.address
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cluster": self.cluster,
-            "namespace": self.namespace,
-            "service": self.service,
-            "address": self.address,
-            "ports": [p.to_dict() for p in self.ports],
-            "zone": self.zone,
-            "ready": self.ready,
-            "weight": self.weight,
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        return cls(**_check_fields(cls, data))
 
 
 def endpoint_prefix(namespace: str, service: str, cluster: str | None = None) -> str:

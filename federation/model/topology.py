@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import ClassVar
 
 from federation.errors import ValidationError
 from federation.model import validation as v
@@ -15,8 +15,6 @@ from federation.model.base import (
     SOURCE_KINDS,
     Condition,
     Record,
-    _check_fields,
-    _iso,
     _time,
     _tuple_of,
 )
@@ -55,22 +53,6 @@ class Cluster(Record):
     @property
     def key(self) -> str:
         return self.name
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "region": self.region,
-            "zone": self.zone,
-            "trust_domain": self.trust_domain,
-            "network": self.network,
-            "gateway_addresses": list(self.gateway_addresses),
-            "source": self.source,
-            "labels": dict(self.labels),
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        return cls(**_check_fields(cls, data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,21 +113,6 @@ class Link(Record):
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "a": self.a,
-            "b": self.b,
-            "bidirectional": self.bidirectional,
-            "mode": self.mode,
-            "namespaces": list(self.namespaces),
-            "conditions": [c.to_dict() for c in self.conditions],
-            "credential_expiry": _iso(self.credential_expiry),
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        return cls(**_check_fields(cls, data))
-
 
 @dataclass(frozen=True, slots=True)
 class Gateway(Record):
@@ -183,18 +150,6 @@ class Gateway(Record):
     def key(self) -> str:
         return self.cluster
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cluster": self.cluster,
-            "addresses": list(self.addresses),
-            "modes": list(self.modes),
-            "healthy": self.healthy,
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        return cls(**_check_fields(cls, data))
-
 
 @dataclass(frozen=True, slots=True)
 class TrustDomain(Record):
@@ -224,15 +179,3 @@ class TrustDomain(Record):
     @property
     def key(self) -> str:
         return self.name
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "roots_pem": list(self.roots_pem),
-            "sequence": self.sequence,
-            "refresh_hint_seconds": self.refresh_hint_seconds,
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        return cls(**_check_fields(cls, data))
