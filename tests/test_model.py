@@ -668,3 +668,18 @@ def test_property_garbage_only_raises_validation_error(case: tuple[type[Record],
     wire = json.loads(json.dumps(record.to_dict()))
     assert cls.from_dict(wire) == record
     assert type(record) in RECORD_KINDS
+
+
+def test_store_fast_path_rebuilds_nested_times_and_conditions() -> None:
+    """`from_stored` (no validation) must give back exactly the record that was stored."""
+    from federation.model import Condition, Link
+
+    link = Link(
+        "east",
+        "west",
+        conditions=(Condition("Ready", "True", "LinkReady", "ok", NOW),),
+        credential_expiry=NOW,
+    )
+    rebuilt = Link.from_stored(json.loads(json.dumps(link.to_dict())))
+    assert rebuilt == link
+    assert isinstance(rebuilt.conditions[0].last_transition_time, datetime)

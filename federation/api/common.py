@@ -55,7 +55,7 @@ def if_match(header: str | None, body_revision: int | None) -> int | None:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) < 2**63:
         raise ValidationError("If-Match", f'{header!r} is not a revision ("<number>")')
     revision = int(text)
     if body_revision is not None and body_revision != revision:

@@ -15,6 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
+# Store revisions are etcd's int64 (and SQLite's INTEGER): larger ones cannot exist.
+MAX_REVISION = 2**63 - 1
+# Issue 4: join tokens default to 1 h; a day is the most we hand out (service.MAX_JOIN_TTL).
+MAX_JOIN_TTL_SECONDS = 24 * 3600
+# API tokens may live long (CI systems), but not past what datetime arithmetic
+# can express comfortably: ten years.
+MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600
+
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -52,7 +60,7 @@ class ClusterPatch(Input):
     gateway_addresses: list[str] | None = None
     source: Literal["kubernetes", "static"] | None = None
     labels: dict[str, str] | None = None
-    revision: int | None = Field(default=None, ge=1)
+    revision: int | None = Field(default=None, ge=1, le=MAX_REVISION)
 
 
 class ClusterOut(BaseModel):
@@ -68,7 +76,9 @@ class ClusterOut(BaseModel):
 
 
 class JoinTokenIn(Input):
-    ttl_seconds: int | None = Field(default=None, ge=1, description="default 3600")
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_JOIN_TTL_SECONDS, description="default 3600"
+    )
 
 
 class JoinTokenOut(BaseModel):
@@ -215,7 +225,9 @@ class EventOut(BaseModel):
 class TokenIn(Input):
     name: str
     role: Literal["admin", "editor", "viewer"]
-    ttl_seconds: int | None = Field(default=None, ge=1, description="default: no expiry")
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_TOKEN_TTL_SECONDS, description="default: no expiry"
+    )
 
 
 class TokenOut(BaseModel):

@@ -9,6 +9,7 @@ from typing import Any
 
 from federation.cli.store_cmd import default_data_dir, default_store_url, store_url
 from federation.errors import FederationError
+from trust_bundle import TrustError
 
 DEFAULT_API = "127.0.0.1:9470"  # issue 4
 DEFAULT_GRPC = "127.0.0.1:9471"  # issue 4
@@ -46,6 +47,6 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         return run(config)
-    except FederationError as exc:
+    except (FederationError, TrustError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

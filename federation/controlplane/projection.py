@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from typing import TypeVar
 
 from federation.imports import ServiceImport, imports_for
 from federation.model import (
@@ -37,10 +37,11 @@ from federation.model import (
 )
 from federation.store.typed import Change
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 # The record kinds a Watch view is made of; changes to other kinds are ignored.
-KINDS = frozenset(
-    {ServiceExport.KIND, Endpoint.KIND, Link.KIND, Gateway.KIND, TrustDomain.KIND}
-)
+KINDS = frozenset({ServiceExport.KIND, Endpoint.KIND, Link.KIND, Gateway.KIND, TrustDomain.KIND})
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +202,10 @@ def view_of(cluster: str, index: Index) -> View:
     )
 
 
-def _diff_table[K, V](
+def _diff_table(
     old: Mapping[K, V], new: Mapping[K, V], keys: Iterable[K] | None = None
 ) -> tuple[dict[K, V], tuple[K, ...]]:
+    """Items of `new` that differ from `old`, and keys gone from it (only `keys` if given)."""
     upserted: dict[K, V] = {}
     removed: list[K] = []
     for key in keys if keys is not None else old.keys() | new.keys():
@@ -216,12 +218,18 @@ def _diff_table[K, V](
     return upserted, tuple(sorted(removed, key=str))
 
 
-def diff(old: View, new: View) -> Delta:
-    """What turns `old` into `new`."""
-    imports, gone_imports = _diff_table(old.imports, new.imports)
-    links, gone_links = _diff_table(old.links, new.links)
-    gateways, gone_gateways = _diff_table(old.gateways, new.gateways)
-    bundles, gone_bundles = _diff_table(old.bundles, new.bundles)
+def diff(old: View, new: View, touched: Touched | None = None) -> Delta:
+    """What turns `old` into `new`; with `touched`, only those items can differ."""
+    imports, gone_imports = _diff_table(
+        old.imports, new.imports, touched.services if touched else None
+    )
+    links, gone_links = _diff_table(old.links, new.links, () if touched else None)
+    gateways, gone_gateways = _diff_table(
+        old.gateways, new.gateways, touched.gateways if touched else None
+    )
+    bundles, gone_bundles = _diff_table(
+        old.bundles, new.bundles, touched.bundles if touched else None
+    )
     return Delta(
         View(imports, links, gateways, bundles),
         Removals(gone_imports, gone_links, gone_gateways, gone_bundles),
@@ -263,10 +271,9 @@ def items(view: View, touched: Touched) -> Delta:
     watcher holds, only which items changed since its revision.
     """
     assert not touched.links, "a link change needs a snapshot"
-    empty = View()
-    imports, gone_imports = _diff_table(empty.imports, view.imports, touched.services)
-    gateways, gone_gateways = _diff_table(empty.gateways, view.gateways, touched.gateways)
-    bundles, gone_bundles = _diff_table(empty.bundles, view.bundles, touched.bundles)
+    imports = {k: view.imports[k] for k in touched.services if k in view.imports}
+    gateways = {k: view.gateways[k] for k in touched.gateways if k in view.gateways}
+    bundles = {k: view.bundles[k] for k in touched.bundles if k in view.bundles}
     return Delta(
         View(imports, {}, gateways, bundles),
         Removals(
@@ -298,11 +305,6 @@ class Projector:
             delta = diff(self.view, new)
         else:
             new = partial_view(self.cluster, self.index, self.view, touched)
-            delta = diff(self.view, new)
-        self.view = View(
-            MappingProxyType(dict(new.imports)),
-            new.links,
-            new.gateways,
-            new.bundles,
-        )
+            delta = diff(self.view, new, touched)
+        self.view = new
         return delta

@@ -195,7 +195,7 @@ def _compile_builder(cls: type[Any]) -> Any:
             fetch = f"(d[{f.name!r}] if {f.name!r} in d else f{i}())"
         else:
             fetch = f"d[{f.name!r}]"
-        convert = _STORED.get(f.name)
+        convert = _stored_converter(str(f.type))
         if convert is not None:
             env[f"c{i}"] = convert
             fetch = f"c{i}({fetch})"
@@ -205,21 +205,20 @@ def _compile_builder(cls: type[Any]) -> Any:
     return env["build"]
 
 
-_STORED: dict[str, Any] = {
-    "ports": lambda v: tuple(_build(Port, p) for p in v),
-    "conditions": lambda v: tuple(
-        _build(Condition, {**c, "last_transition_time": _stored_time(c["last_transition_time"])})
-        for c in v
-    ),
-    "created": _stored_time,
-    "credential_expiry": _stored_time,
-    "gateway_addresses": tuple,
-    "addresses": tuple,
-    "namespaces": tuple,
-    "scope": tuple,
-    "modes": tuple,
-    "roots_pem": tuple,
-}
+def _stored_converter(annotation: str) -> Any:
+    """How to turn a field's JSON value back into its declared type (by annotation).
+
+    Chosen by type, not by field name, so a new record kind needs no registration.
+    """
+    if "datetime" in annotation:
+        return _stored_time
+    if annotation.startswith("tuple[Port"):
+        return lambda v: tuple(_build(Port, p) for p in v)
+    if annotation.startswith("tuple[Condition"):
+        return lambda v: tuple(_build(Condition, c) for c in v)
+    if annotation.startswith("tuple["):
+        return tuple
+    return None
 
 
 class Record:

@@ -37,9 +37,12 @@ def encode_token(key: str) -> str:
 def decode_token(token: str) -> str:
     try:
         padded = token + "=" * (-len(token) % 4)
-        return base64.urlsafe_b64decode(padded.encode("ascii")).decode()
+        key = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError):
-        raise ValidationError("continue", "is not a continue token from this API") from None
+        key = ""
+    if not key:
+        raise ValidationError("continue", "is not a continue token from this API")
+    return key
 
 
 def paginate(

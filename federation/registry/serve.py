@@ -10,11 +10,12 @@ process's life: first-start bootstrap (federation root, admin token written
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,27 @@ async def bootstrap(registry: Registry, data_dir: Path, now: datetime) -> Path |
     return path
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn, except that a drained shutdown exits 0.
+
+    uvicorn catches SIGTERM/SIGINT, drains, then re-raises the signal so the
+    process dies "by signal" (exit status -15). A registry that drained cleanly
+    on SIGTERM has done its job, so it should exit 0 like any service stopped by
+    its supervisor; the signals it caught stay visible in `caught`.
+    """
+
+    caught: tuple[int, ...] = ()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self.caught = tuple(self._captured_signals)
+                self._captured_signals.clear()
+
+
 async def start_control_plane(registry: Registry, config: ServeConfig) -> Any:
     """HOOK: start the gRPC control plane next to the REST API.
 
@@ -117,7 +139,7 @@ async def serve(config: ServeConfig, say: Callable[[str], None] = print) -> int:
         if token_path is not None:
             say(f"admin token: {token_path}")
         app = create_app(registry, metrics_registry=metrics)
-        server = uvicorn.Server(
+        server = DrainingServer(
             uvicorn.Config(
                 app,
                 host=config.api_host,

@@ -33,7 +33,6 @@ from federation.model import (
 from federation.model.base import LINK_CONDITIONS
 from federation.registry import audit
 from federation.registry.auth import TokenService
-from federation.registry.stored import revalidated
 from federation.registry.trust import TrustService
 from federation.store import Store, Versioned
 from federation.store.backend import ABSENT, Delete, Op, Put
@@ -281,7 +280,7 @@ class Registry:
     # -- audit and tokens -------------------------------------------------------------
 
     async def list_events(self) -> list[AuditEvent]:
-        return [revalidated(v.record) for v in await self.store.events.list()]
+        return [v.record for v in await self.store.events.list()]
 
     async def create_token(
         self, name: str, role: str, ttl: timedelta | None, actor: str, now: datetime
@@ -292,7 +291,7 @@ class Registry:
         return record, bearer
 
     async def list_tokens(self) -> list[ApiToken]:
-        return [revalidated(v.record) for v in await self.store.tokens.list()]
+        return [v.record for v in await self.store.tokens.list()]
 
     async def delete_token(self, name: str, actor: str, now: datetime) -> None:
         current = await self.store.tokens.get(name)

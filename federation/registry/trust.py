@@ -39,7 +39,6 @@ from federation.errors import (
 )
 from federation.model import CaMaterial, Cluster, JoinToken, TrustDomain
 from federation.registry.server_cert import issue_server_svid
-from federation.registry.stored import revalidated
 from federation.store import Store
 from trust_bundle import (
     CertificateAuthority,
@@ -282,7 +281,7 @@ class TrustService:
             raise InvalidToken("unknown join token") from None
         except ValidationError:
             raise InvalidToken("malformed join token") from None
-        record = revalidated(held.record)
+        record = held.record
         if not hmac.compare_digest(record.secret_sha256, digest(secret)):
             raise InvalidToken("unknown join token")
         if record.used:
