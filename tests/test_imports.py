@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from federation.imports import imports_for, merge_ports, visible
 from federation.model import Endpoint, Link, Port, ServiceExport, ServiceKey
+from federation.model.imports import imports_for, merge_ports, visible
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from federation.imports import ServiceImport
 from federation.model import ApiToken, AuditEvent, Cluster, Endpoint, Gateway, Link, Port
+from federation.model.imports import ServiceImport
 from federation.registry.service import ServiceSummary, Topology
 from federation.store import Versioned
 

@@ -23,8 +23,8 @@ from federation.controlplane.convert import (
     link_from_pb,
     service_key,
 )
-from federation.imports import ServiceImport
 from federation.model import Gateway, Link, ServiceKey, TrustDomain
+from federation.model.imports import ServiceImport
 
 K = TypeVar("K")
 V = TypeVar("V")

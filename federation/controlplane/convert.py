@@ -17,7 +17,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from federation.controlplane import meshfed_pb2 as pb
 from federation.errors import ValidationError
-from federation.imports import ServiceImport
 from federation.model import (
     Condition,
     Endpoint,
@@ -28,6 +27,7 @@ from federation.model import (
     ServiceKey,
     TrustDomain,
 )
+from federation.model.imports import ServiceImport
 
 T = TypeVar("T")
 

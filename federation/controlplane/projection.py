@@ -1,7 +1,7 @@
 """A cluster's Watch view of the store, and how store changes move it: pure, no I/O.
 
 Why this module exists: turning the store's change feed into what one cluster
-may see (its imports filtered by link and export scope via `federation.imports`,
+may see (its imports filtered by link and export scope via `federation.model.imports`,
 its links, its peers' gateways, the trust bundles) is the heart of Watch and the
 part worth testing exhaustively, so it is data in, data out. `federation.
 controlplane.watch` only moves bytes between the store feed and the stream.
@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from federation.imports import ServiceImport, imports_for
 from federation.model import (
     Endpoint,
     Gateway,
@@ -35,6 +34,7 @@ from federation.model import (
     ServiceKey,
     TrustDomain,
 )
+from federation.model.imports import ServiceImport, imports_for
 from federation.store.typed import Change
 
 K = TypeVar("K")

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from federation.errors import AlreadyExists, NotFound, ValidationError
-from federation.imports import ServiceImport, imports_for, merge_ports
 from federation.model import (
     ApiToken,
     AuditEvent,
@@ -31,6 +30,7 @@ from federation.model import (
     ServiceKey,
 )
 from federation.model.base import LINK_CONDITIONS
+from federation.model.imports import ServiceImport, imports_for, merge_ports
 from federation.registry import audit
 from federation.registry.auth import TokenService
 from federation.registry.trust import TrustService
