@@ -36,6 +36,8 @@ class Items:
     links: Mapping[str, Link] = field(default_factory=dict)  # "a/b"
     gateways: Mapping[str, Gateway] = field(default_factory=dict)  # cluster
     bundles: Mapping[str, TrustDomain] = field(default_factory=dict)  # trust domain
+    # The watching cluster's own exports with its own endpoints (for its gateway).
+    exports: Mapping[ServiceKey, ServiceImport] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class Delta:
     removed_links: tuple[str, ...] = ()
     removed_gateways: tuple[str, ...] = ()
     removed_bundles: tuple[str, ...] = ()
+    removed_exports: tuple[ServiceKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +75,16 @@ def _items(cluster: str, state: pb.WatchState) -> Items:
         at(f"gateways[{i}]", partial(gateway_from_pb, m)) for i, m in enumerate(state.gateways)
     ]
     bundles = [at(f"bundles[{i}]", partial(bundle_from_pb, m)) for i, m in enumerate(state.bundles)]
+    exports = [
+        at(f"exports[{i}]", partial(import_from_pb, cluster, m))
+        for i, m in enumerate(state.exports)
+    ]
     return Items(
         imports={i.service: i for i in imports},
         links={x.key: x for x in links},
         gateways={g.key: g for g in gateways},
         bundles={b.key: b for b in bundles},
+        exports={e.service: e for e in exports},
     )
 
 
@@ -94,6 +102,7 @@ def event_from_pb(cluster: str, msg: pb.WatchEvent) -> WatchEvent:
             removed_links=tuple(f"{r.a}/{r.b}" for r in removed.links),
             removed_gateways=tuple(removed.gateways),
             removed_bundles=tuple(removed.bundles),
+            removed_exports=tuple(service_key(r) for r in removed.exports),
         )
     return Heartbeat(msg.revision)
 
@@ -126,5 +135,6 @@ class WatchView:
                 links=_patch(held.links, up.links, event.removed_links),
                 gateways=_patch(held.gateways, up.gateways, event.removed_gateways),
                 bundles=_patch(held.bundles, up.bundles, event.removed_bundles),
+                exports=_patch(held.exports, up.exports, event.removed_exports),
             ),
         )

@@ -214,28 +214,32 @@ class LinkRef(_message.Message):
     def __init__(self, a: _Optional[str] = ..., b: _Optional[str] = ...) -> None: ...
 
 class WatchState(_message.Message):
-    __slots__ = ("imports", "links", "gateways", "bundles")
+    __slots__ = ("imports", "links", "gateways", "bundles", "exports")
     IMPORTS_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
     GATEWAYS_FIELD_NUMBER: _ClassVar[int]
     BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    EXPORTS_FIELD_NUMBER: _ClassVar[int]
     imports: _containers.RepeatedCompositeFieldContainer[ServiceImport]
     links: _containers.RepeatedCompositeFieldContainer[Link]
     gateways: _containers.RepeatedCompositeFieldContainer[Gateway]
     bundles: _containers.RepeatedCompositeFieldContainer[TrustBundle]
-    def __init__(self, imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[Link, _Mapping]]] = ..., gateways: _Optional[_Iterable[_Union[Gateway, _Mapping]]] = ..., bundles: _Optional[_Iterable[_Union[TrustBundle, _Mapping]]] = ...) -> None: ...
+    exports: _containers.RepeatedCompositeFieldContainer[ServiceImport]
+    def __init__(self, imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[Link, _Mapping]]] = ..., gateways: _Optional[_Iterable[_Union[Gateway, _Mapping]]] = ..., bundles: _Optional[_Iterable[_Union[TrustBundle, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ...) -> None: ...
 
 class WatchRemovals(_message.Message):
-    __slots__ = ("imports", "links", "gateways", "bundles")
+    __slots__ = ("imports", "links", "gateways", "bundles", "exports")
     IMPORTS_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
     GATEWAYS_FIELD_NUMBER: _ClassVar[int]
     BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    EXPORTS_FIELD_NUMBER: _ClassVar[int]
     imports: _containers.RepeatedCompositeFieldContainer[ServiceRef]
     links: _containers.RepeatedCompositeFieldContainer[LinkRef]
     gateways: _containers.RepeatedScalarFieldContainer[str]
     bundles: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, imports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkRef, _Mapping]]] = ..., gateways: _Optional[_Iterable[str]] = ..., bundles: _Optional[_Iterable[str]] = ...) -> None: ...
+    exports: _containers.RepeatedCompositeFieldContainer[ServiceRef]
+    def __init__(self, imports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkRef, _Mapping]]] = ..., gateways: _Optional[_Iterable[str]] = ..., bundles: _Optional[_Iterable[str]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
     __slots__ = ("revision", "snapshot", "delta", "heartbeat")

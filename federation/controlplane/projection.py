@@ -52,9 +52,10 @@ class View:
     links: Mapping[str, Link] = field(default_factory=dict)
     gateways: Mapping[str, Gateway] = field(default_factory=dict)
     bundles: Mapping[str, TrustDomain] = field(default_factory=dict)
+    exports: Mapping[ServiceKey, ServiceImport] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.imports or self.links or self.gateways or self.bundles)
+        return bool(self.imports or self.links or self.gateways or self.bundles or self.exports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +64,10 @@ class Removals:
     links: tuple[str, ...] = ()
     gateways: tuple[str, ...] = ()
     bundles: tuple[str, ...] = ()
+    exports: tuple[ServiceKey, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.imports or self.links or self.gateways or self.bundles)
+        return bool(self.imports or self.links or self.gateways or self.bundles or self.exports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +190,27 @@ def service_import(cluster: str, index: Index, service: ServiceKey) -> ServiceIm
     return found.get(service)
 
 
+def own_export(cluster: str, index: Index, service: ServiceKey) -> ServiceImport | None:
+    """`cluster`'s own export of `service` with its own endpoints (for its gateway)."""
+    export = next(
+        (e for e in index.exports.get(service, {}).values() if e.cluster == cluster), None
+    )
+    if export is None:
+        return None
+    endpoints = tuple(
+        sorted(
+            (e for e in index.endpoints.get(service, {}).values() if e.cluster == cluster),
+            key=lambda e: e.key,
+        )
+    )
+    return ServiceImport(cluster, service, export.ports, (cluster,), (), endpoints)
+
+
+def own_exports(cluster: str, index: Index) -> dict[ServiceKey, ServiceImport]:
+    found = (own_export(cluster, index, service) for service in sorted(index.exports, key=str))
+    return {e.service: e for e in found if e is not None}
+
+
 def view_of(cluster: str, index: Index) -> View:
     """The whole view of `cluster`."""
     links = own_links(cluster, index)
@@ -199,6 +222,7 @@ def view_of(cluster: str, index: Index) -> View:
         links=dict(sorted(links.items())),
         gateways={k: g for k, g in sorted(index.gateways.items()) if k in seen},
         bundles=dict(sorted(index.bundles.items())),
+        exports=own_exports(cluster, index),
     )
 
 
@@ -230,9 +254,12 @@ def diff(old: View, new: View, touched: Touched | None = None) -> Delta:
     bundles, gone_bundles = _diff_table(
         old.bundles, new.bundles, touched.bundles if touched else None
     )
+    exports, gone_exports = _diff_table(
+        old.exports, new.exports, touched.services if touched else None
+    )
     return Delta(
-        View(imports, links, gateways, bundles),
-        Removals(gone_imports, gone_links, gone_gateways, gone_bundles),
+        View(imports, links, gateways, bundles, exports),
+        Removals(gone_imports, gone_links, gone_gateways, gone_bundles, gone_exports),
     )
 
 
@@ -261,7 +288,14 @@ def partial_view(cluster: str, index: Index, old: View, touched: Touched) -> Vie
             bundles.pop(name, None)
         else:
             bundles[name] = td
-    return View(imports, old.links, gateways, bundles)
+    exports = dict(old.exports)
+    for service in touched.services:
+        own = own_export(cluster, index, service)
+        if own is None:
+            exports.pop(service, None)
+        else:
+            exports[service] = own
+    return View(imports, old.links, gateways, bundles, exports)
 
 
 def items(view: View, touched: Touched) -> Delta:
@@ -274,13 +308,15 @@ def items(view: View, touched: Touched) -> Delta:
     imports = {k: view.imports[k] for k in touched.services if k in view.imports}
     gateways = {k: view.gateways[k] for k in touched.gateways if k in view.gateways}
     bundles = {k: view.bundles[k] for k in touched.bundles if k in view.bundles}
+    exports = {k: view.exports[k] for k in touched.services if k in view.exports}
     return Delta(
-        View(imports, {}, gateways, bundles),
+        View(imports, {}, gateways, bundles, exports),
         Removals(
             tuple(sorted(touched.services - imports.keys(), key=str)),
             (),
             tuple(sorted(touched.gateways - gateways.keys())),
             tuple(sorted(touched.bundles - bundles.keys())),
+            tuple(sorted(touched.services - exports.keys(), key=str)),
         ),
     )
 

@@ -56,6 +56,7 @@ def _state(view: View) -> pb.WatchState:
         links=[link_to_pb(x) for x in view.links.values()],
         gateways=[gateway_to_pb(g) for g in view.gateways.values()],
         bundles=[bundle_to_pb(b) for b in view.bundles.values()],
+        exports=[import_to_pb(e) for e in view.exports.values()],
     )
 
 
@@ -74,6 +75,7 @@ def delta_event(delta: Delta, revision: int) -> pb.WatchEvent:
                 links=[pb.LinkRef(a=a, b=b) for a, b in (k.split("/", 1) for k in removed.links)],
                 gateways=list(removed.gateways),
                 bundles=list(removed.bundles),
+                exports=[service_ref(k) for k in removed.exports],
             ),
         ),
     )

@@ -91,6 +91,27 @@ def test_watch_messages_round_trip_into_the_client_view() -> None:
     assert set(view.items.links) == {"a/b"}
 
 
+def test_own_exports_carry_the_watchers_local_endpoints_for_its_gateway() -> None:
+    """A gateway routes inbound traffic to its own cluster's endpoints: the Watch sends them."""
+    proj = Projector(
+        "b", [Link("a", "b"), export("b"), ep("b", "10.0.0.1"), export("a"), ep("a", "10.1.0.1")]
+    )
+    own = proj.view.exports[WEB]
+    assert own.clusters == ("b",)
+    assert [e.address for e in own.endpoints] == ["10.0.0.1"]  # never another cluster's
+    assert proj.view.imports[WEB].clusters == ("a",)  # b also imports a's web
+    delta = proj.apply([put(ep("b", "10.0.0.2"))])
+    assert [e.address for e in delta.upserted.exports[WEB].endpoints] == ["10.0.0.1", "10.0.0.2"]
+    assert not delta.upserted.imports  # a's side did not move
+    view = WatchView().apply(event_from_pb("b", snapshot_event(proj.view, 7)))
+    delta = proj.apply([delete(export("b"))])
+    assert delta.removed.exports == (WEB,)
+    view = view.apply(event_from_pb("b", delta_event(delta, 8)))
+    assert not view.items.exports and set(view.items.imports) == {WEB}
+    touched = touched_by([put(ep("b", "10.0.0.3"))])
+    assert items(proj.view, touched).removed.exports == (WEB,)  # catch-up: gone
+
+
 def test_link_conditions_keep_transition_time_and_both_directions() -> None:
     link = Link("a", "b")
     t1, t2, t3 = T0, T0 + timedelta(seconds=5), T0 + timedelta(seconds=9)
