@@ -46,6 +46,7 @@ from eastwest_gateway.relay import (
     TlsEndpoint,
     relay_async,
     relay_splice,
+    relay_tls,
 )
 from eastwest_gateway.routefile import EgressMode, EgressRoute, HostPort, Locality, RouteFile
 from eastwest_gateway.settings import GatewaySettings
@@ -254,6 +255,15 @@ class Egress:
                 if stream is None and use_splice:
                     await relay_splice(
                         client, upstream, idle_timeout=idle, handle=handle, a_to_b=rx, b_to_a=tx
+                    )
+                elif stream is not None and use_splice:  # originate: TLS in the relay thread
+                    await relay_tls(
+                        stream,
+                        client,
+                        idle_timeout=idle,
+                        handle=handle,
+                        tls_to_plain=tx,
+                        plain_to_tls=rx,
                     )
                 else:
                     far = PlainEndpoint(upstream) if stream is None else TlsEndpoint(stream)

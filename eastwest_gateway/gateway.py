@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import ssl
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from eastwest_gateway.admin import AdminServer
@@ -21,7 +21,14 @@ from eastwest_gateway.egress import Egress
 from eastwest_gateway.errors import ConfigError
 from eastwest_gateway.ingress import Ingress, IngressConfig
 from eastwest_gateway.metrics import GatewayMetrics
-from eastwest_gateway.routefile import HostPort, RouteFile, TlsFiles, load_route_file
+from eastwest_gateway.net import close_quietly, open_listener
+from eastwest_gateway.routefile import (
+    EgressRoute,
+    HostPort,
+    RouteFile,
+    TlsFiles,
+    load_route_file,
+)
 from eastwest_gateway.routing import RouteTable
 from eastwest_gateway.settings import GatewaySettings
 
@@ -93,14 +100,22 @@ class Gateway:
     def __init__(
         self,
         cluster: str,
-        routes_path: Path,
+        routes_path: Path | None,
         settings: GatewaySettings | None = None,
+        *,
+        route_file: RouteFile | None = None,
     ) -> None:
+        """From a route file (``routes_path``), or -- registry mode -- from a
+        ``route_file`` built in memory (``routes_path`` None: no file to poll)."""
         self.cluster = cluster
         self.routes_path = routes_path
         self.settings = settings or GatewaySettings()
         self.metrics = GatewayMetrics()
-        self.route_file = load_route_file(routes_path)
+        if route_file is None:
+            if routes_path is None:
+                raise ConfigError("routes: a route file or a route configuration is needed")
+            route_file = load_route_file(routes_path)
+        self.route_file = route_file
         self._mtime = self._stat()
         self.ingress = Ingress(self._ingress_config(self.route_file), self.settings, self.metrics)
         self.egress = Egress(
@@ -123,6 +138,8 @@ class Gateway:
         return client_context(rf.tls) if rf.tls is not None else None
 
     def _stat(self) -> float:
+        if self.routes_path is None:
+            return 0.0
         try:
             return self.routes_path.stat().st_mtime
         except OSError:
@@ -136,27 +153,69 @@ class Gateway:
         await self.egress.start()
         if admin is not None:
             await self.admin.start(admin)
-        self._poll_task = asyncio.create_task(self._poll_mtime())
+        if self.routes_path is not None:
+            self._poll_task = asyncio.create_task(self._poll_mtime())
         log.info("gateway %s listening on %s", self.cluster, self.ingress.address)
 
     def reload(self) -> bool:
-        """Re-read the route file; on any error keep serving the old one."""
+        """Re-read the route file (or, without one, re-read the TLS files of the
+        current configuration); on any error keep serving the old one."""
         self._mtime = self._stat()
+        if self.routes_path is None:
+            return self.apply(self.route_file)
         try:
             rf = load_route_file(self.routes_path)
+        except ConfigError as exc:
+            self.metrics.reloads.labels("error").inc()
+            log.error("route reload failed, keeping the previous routes: %s", exc)
+            return False
+        return self.apply(rf)
+
+    def apply(self, rf: RouteFile) -> bool:
+        """Switch to ``rf``: new connections use it, live ones keep what they began
+        with. TLS contexts are rebuilt from the files ``rf.tls`` names. On a bad
+        configuration the previous one stays; a listener that cannot be opened is
+        logged and retried by the next apply."""
+        try:
             config = self._ingress_config(rf)
             client_ctx = self._client_context(rf)
         except ConfigError as exc:
             self.metrics.reloads.labels("error").inc()
             log.error("route reload failed, keeping the previous routes: %s", exc)
             return False
+        rf = self._bindable(rf)
         self.route_file = rf
         self.ingress.config = config  # new connections only; live ones keep theirs
-        self.egress.update(rf, client_ctx)
+        try:
+            self.egress.update(rf, client_ctx)
+        except OSError as exc:
+            self.metrics.reloads.labels("error").inc()
+            log.error("egress listener failed: %s", exc)
+            return False
         self.metrics.reloads.labels("ok").inc()
         self.metrics.routes.set(len(rf.routes))
-        log.info("routes reloaded: %d ingress, %d egress", len(rf.routes), len(rf.egress))
+        log.info("routes applied: %d ingress, %d egress", len(rf.routes), len(rf.egress))
         return True
+
+    def _bindable(self, rf: RouteFile) -> RouteFile:
+        """``rf`` without the new egress listeners whose address cannot be bound
+        (e.g. in use by another process): one bad port must not keep the others
+        from opening. They are tried again on the next apply."""
+        keep: list[EgressRoute] = []
+        for route in rf.egress:
+            try:
+                self.egress.address(route.listen)  # already ours
+            except KeyError:
+                try:
+                    close_quietly(open_listener(route.listen))
+                except OSError as exc:
+                    self.metrics.reloads.labels("error").inc()
+                    log.error(
+                        "egress listener %s (%s) not opened: %s", route.listen, route.sni, exc
+                    )
+                    continue
+            keep.append(route)
+        return rf if len(keep) == len(rf.egress) else replace(rf, egress=tuple(keep))
 
     async def _poll_mtime(self) -> None:
         while True:

@@ -51,6 +51,7 @@ from eastwest_gateway.relay import (
     TlsEndpoint,
     relay_async,
     relay_splice,
+    relay_tls,
 )
 from eastwest_gateway.routefile import HostPort, Mode, Route
 from eastwest_gateway.routing import RouteTable
@@ -287,12 +288,19 @@ class Ingress:
         rx = self.metrics.bytes.labels(INGRESS, service, "rx").inc
         tx = self.metrics.bytes.labels(INGRESS, service, "tx").inc
         idle = self.settings.idle_timeout
-        use_splice = self.settings.relay == "splice" or (
+        # "splice"/"auto": the process's epoll relay thread owns the established
+        # connection (os.splice for passthrough, SSLObject + recv/send for terminate).
+        use_thread = self.settings.relay == "splice" or (
             self.settings.relay == "auto" and HAVE_SPLICE
         )
-        if tls is None and use_splice:
+        if tls is None and use_thread:
             await relay_splice(
                 client, backend, idle_timeout=idle, handle=handle, a_to_b=rx, b_to_a=tx
+            )
+            return
+        if tls is not None and use_thread:
+            await relay_tls(
+                tls, backend, idle_timeout=idle, handle=handle, tls_to_plain=rx, plain_to_tls=tx
             )
             return
         front = PlainEndpoint(client) if tls is None else TlsEndpoint(tls)

@@ -2,14 +2,19 @@
 
 Why it exists: argument parsing and process lifetime (signals, exit codes) are
 the outermost shell; everything below it is testable without a process.
-Exit codes: 0 after a clean stop, 2 for bad arguments or a bad route file
-(argparse's convention), 1 if the listeners cannot be opened.
+Exit codes: 0 after a clean stop, 2 for bad arguments, a bad route file or a
+refused join token (argparse's convention), 1 if the listeners cannot be opened.
+
+Two ways to configure a gateway, mutually exclusive: ``--routes FILE`` (static)
+or ``--registry HOST:PORT`` with ``--join-token``, ``--trust-domain`` and
+``--registry-ca`` (:mod:`eastwest_gateway.registry_mode`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import re
 import sys
@@ -17,8 +22,12 @@ from pathlib import Path
 
 from eastwest_gateway.errors import ConfigError
 from eastwest_gateway.gateway import Gateway
-from eastwest_gateway.routefile import HostPort, parse_host_port
+from eastwest_gateway.registry_mode import RegistryOptions
+from eastwest_gateway.registry_mode import serve as serve_registry
+from eastwest_gateway.routefile import MAX_PORT, HostPort, Locality, parse_host_port
 from eastwest_gateway.settings import GatewaySettings
+from federation.errors import ValidationError
+from federation.model import validation
 
 DEFAULT_LISTEN = "0.0.0.0:15443"  # Istio's east-west (AUTO_PASSTHROUGH) port
 DEFAULT_ADMIN = "127.0.0.1:15021"  # Istio's gateway status port
@@ -39,10 +48,86 @@ def _cluster(text: str) -> str:
     return text
 
 
+def _destination(text: str) -> str:
+    try:
+        parse_host_port(text, "address")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"invalid HOST:PORT {text!r}") from exc
+    return text
+
+
+def _trust_domain(text: str) -> str:
+    try:
+        return validation.trust_domain("trust-domain", text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"invalid trust domain {text!r}") from exc
+
+
+def _label(text: str) -> str:
+    try:
+        return validation.label_value("locality", text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"invalid region/zone {text!r}") from exc
+
+
+def _ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid IP address {text!r}") from exc
+
+
+def _offset(text: str) -> int:
+    if not text.lstrip("-").isdigit() or not -MAX_PORT < int(text) < MAX_PORT:
+        raise argparse.ArgumentTypeError(f"invalid port offset {text!r}")
+    return int(text)
+
+
+def _token(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError("invalid join token (empty or with whitespace)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meshfed gateway", description="meshfed east-west gateway")
     p.add_argument("--cluster", required=True, type=_cluster, help="this cluster's name")
-    p.add_argument("--routes", required=True, type=Path, help="static route file (YAML)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--routes", type=Path, help="static route file (YAML)")
+    source.add_argument(
+        "--registry", type=_destination, help="registry control plane HOST:PORT (mTLS)"
+    )
+    reg = p.add_argument_group("registry mode (--registry)")
+    reg.add_argument("--join-token", type=_token, help="single-use bootstrap token")
+    reg.add_argument("--trust-domain", type=_trust_domain, help="this cluster's trust domain")
+    reg.add_argument(
+        "--registry-ca", type=Path, help="PEM roots that verify the registry (federation roots)"
+    )
+    reg.add_argument(
+        "--join-address", type=_destination, help="Join port HOST:PORT (default: registry port+1)"
+    )
+    reg.add_argument(
+        "--state-dir", type=Path, help="keeps the SVID and the last registry view across restarts"
+    )
+    reg.add_argument(
+        "--local-routes",
+        type=Path,
+        help="YAML with ingress routes for this cluster's exports and its locality",
+    )
+    reg.add_argument("--region", type=_label, help="this cluster's region (egress ranking)")
+    reg.add_argument("--zone", type=_label, help="this cluster's zone (egress ranking)")
+    reg.add_argument(
+        "--egress-address",
+        type=_ip,
+        default="127.0.0.1",
+        help="IP the egress listeners bind (one per imported service port)",
+    )
+    reg.add_argument(
+        "--egress-port-offset",
+        type=_offset,
+        default=0,
+        help="egress listener port = service port + offset",
+    )
     p.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN, help="ingress address")
     p.add_argument("--admin", type=_host_port, default=None, help="admin HTTP address")
     p.add_argument(
@@ -61,9 +146,36 @@ def run(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the message naming the value
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    registry_only = [
+        name
+        for name in (
+            "join_token",
+            "trust_domain",
+            "registry_ca",
+            "join_address",
+            "state_dir",
+            "local_routes",
+            "region",
+            "zone",
+        )
+        if getattr(args, name) is not None
+    ]
+    if args.routes is not None and registry_only:
+        flag = "--" + registry_only[0].replace("_", "-")
+        return _usage(parser, f"argument {flag}: only with --registry, not with --routes")
+    if args.registry is not None:
+        for name in ("join_token", "trust_domain", "registry_ca"):
+            if getattr(args, name) is None:
+                flag = "--" + name.replace("_", "-")
+                return _usage(parser, f"argument {flag}: required with --registry")
+        if (args.region is None) != (args.zone is None):
+            return _usage(parser, "arguments --region and --zone: give both or neither")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     try:
         settings = GatewaySettings(relay=args.relay)
+        if args.registry is not None:
+            options = _registry_options(args, settings)
+            return asyncio.run(serve_registry(options, args.listen, args.admin))
         return asyncio.run(_serve(args.cluster, args.routes, args.listen, args.admin, settings))
     except ConfigError as exc:
         print(f"meshfed gateway: error: {exc}", file=sys.stderr)
@@ -71,6 +183,36 @@ def run(argv: list[str]) -> int:
     except OSError as exc:
         print(f"meshfed gateway: error: cannot listen: {exc}", file=sys.stderr)
         return 1
+
+
+def _usage(parser: argparse.ArgumentParser, message: str) -> int:
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _registry_options(args: argparse.Namespace, settings: GatewaySettings) -> RegistryOptions:
+    try:
+        ca = args.registry_ca.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--registry-ca: cannot read {args.registry_ca}: {exc.strerror}") from exc
+    if b"-----BEGIN CERTIFICATE-----" not in ca:
+        raise ConfigError(f"--registry-ca: {args.registry_ca} holds no PEM certificate")
+    return RegistryOptions(
+        cluster=args.cluster,
+        registry=args.registry,
+        join_token=args.join_token,
+        trust_domain=args.trust_domain,
+        registry_ca=ca,
+        join_address=args.join_address or "",
+        state_dir=args.state_dir,
+        local_routes=args.local_routes,
+        locality=Locality(args.region, args.zone) if args.region is not None else None,
+        egress_host=args.egress_address,
+        egress_port_offset=args.egress_port_offset,
+        settings=settings,
+        report_interval=settings.probe_interval,
+    )
 
 
 async def _serve(

@@ -3,8 +3,9 @@
 Why it exists: this is the data plane's hot loop. FINDINGS.md measured, for a
 loopback proxy under CPython 3.11: ``os.splice`` through a pipe in a thread about
 0.4 CPU-seconds per GiB, asyncio Protocol copies about 0.9, asyncio streams about
-1.6. So a plaintext-to-plaintext relay (passthrough, egress passthrough) uses
-splice threads on Linux; anything involving TLS uses the asyncio copier.
+1.6. So a plaintext-to-plaintext relay (passthrough, egress passthrough) is handed to
+the process's epoll + ``os.splice`` thread (:mod:`eastwest_gateway.splice_relay`)
+on Linux; anything involving TLS uses the asyncio copier.
 
 Both honour half-close (EOF in one direction is forwarded as a FIN / close_notify,
 the other direction keeps flowing), an idle timeout, and an external abort used
@@ -17,14 +18,13 @@ import asyncio
 import contextlib
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
+from eastwest_gateway.splice_relay import Connection, TlsConnection, shared_relay
 from eastwest_gateway.tlsstream import TlsStream
 
-SPLICE_CHUNK: Final = 1 << 20  # ask for up to 1 MiB; the pipe (64 KiB default) bounds it
 PLAIN_READ: Final = 256 * 1024
 HAVE_SPLICE: Final = hasattr(os, "splice")
 
@@ -147,33 +147,6 @@ async def relay_async(
         watcher.cancel()
 
 
-def _splice_one_way(
-    src: socket.socket,
-    dst: socket.socket,
-    handle: RelayHandle,
-    count: ByteCounter,
-    peer_failed: Callable[[], None],
-) -> None:
-    read_end, write_end = os.pipe()
-    try:
-        while True:
-            n = os.splice(src.fileno(), write_end, SPLICE_CHUNK)
-            if n == 0:
-                break
-            handle.last_activity = time.monotonic()
-            left = n
-            while left:
-                left -= os.splice(read_end, dst.fileno(), left)
-            count(n)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-    except OSError:
-        peer_failed()
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-
-
 async def relay_splice(
     a: socket.socket,
     b: socket.socket,
@@ -183,44 +156,76 @@ async def relay_splice(
     a_to_b: ByteCounter,
     b_to_a: ByteCounter,
 ) -> None:
-    """Copy both ways with os.splice in two threads; the sockets become blocking."""
+    """Hand both sockets to the process's epoll splice thread; return when both ended.
+
+    The sockets stay open (the caller closes them); they are guaranteed to be out
+    of the relay's epoll set when this returns, also when the task is cancelled.
+    """
     loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    relay = shared_relay()
 
-    def kill() -> None:
-        for s in (a, b):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
+    def done(conn: Connection) -> None:  # runs in the relay thread
+        handle.idle_expired = conn.idle_expired
+        handle.last_activity = conn.last
+        loop.call_soon_threadsafe(_resolve, fut)
 
-    handle.on_abort(kill)
-    a.setblocking(True)
-    b.setblocking(True)
-    futures: list[asyncio.Future[None]] = []
-    for src, dst, count in ((a, b, a_to_b), (b, a, b_to_a)):
-        fut: asyncio.Future[None] = loop.create_future()
-
-        def run(
-            src: socket.socket = src,
-            dst: socket.socket = dst,
-            count: ByteCounter = count,
-            fut: asyncio.Future[None] = fut,
-        ) -> None:
-            try:
-                _splice_one_way(src, dst, handle, count, kill)
-            finally:
-                loop.call_soon_threadsafe(_resolve, fut)
-
-        futures.append(fut)
-        threading.Thread(target=run, name="meshfed-splice", daemon=True).start()
-    both = asyncio.gather(*futures)
-    watcher = asyncio.create_task(_watch_idle(handle, idle_timeout, both))
+    conn = relay.add(a, b, idle_timeout=idle_timeout, a_to_b=a_to_b, b_to_a=b_to_a, on_done=done)
+    handle.on_abort(lambda: relay.abort(conn))
     try:
-        await asyncio.shield(both)
+        await asyncio.shield(fut)
     except asyncio.CancelledError:
-        kill()  # the threads notice at once; let them finish before the sockets close
-        await both
+        relay.abort(conn)  # the thread unregisters the sockets before it resolves fut
+        await fut
         raise
-    finally:
-        watcher.cancel()
+
+
+async def relay_tls(
+    stream: TlsStream,
+    plain: socket.socket,
+    *,
+    idle_timeout: float,
+    handle: RelayHandle,
+    tls_to_plain: ByteCounter,
+    plain_to_tls: ByteCounter,
+) -> None:
+    """Hand an established TLS session and a plain socket to the relay thread.
+
+    Terminate mode (and egress origination): the session's SSLObject and memory
+    BIOs move to the thread, which drives them without asyncio; ``stream`` must
+    not be used afterwards. Same contract as :func:`relay_splice`.
+    """
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    relay = shared_relay()
+
+    def done(conn: TlsConnection) -> None:  # runs in the relay thread
+        handle.idle_expired = conn.idle_expired
+        handle.last_activity = conn.last
+        loop.call_soon_threadsafe(_resolve, fut)
+
+    # TlsStream has no public way to hand its session over; its three private fields
+    # are read here (tlsstream.py is outside this module's ownership -- a
+    # ``TlsStream.detach_session()`` would be the clean accessor).
+    session, incoming, outgoing = stream._obj, stream._incoming, stream._outgoing
+    conn = relay.add_tls(
+        stream.sock,
+        plain,
+        session,
+        incoming,
+        outgoing,
+        idle_timeout=idle_timeout,
+        tls_to_plain=tls_to_plain,
+        plain_to_tls=plain_to_tls,
+        on_done=done,
+    )
+    handle.on_abort(lambda: relay.abort(conn))
+    try:
+        await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        relay.abort(conn)
+        await fut
+        raise
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
