@@ -11,7 +11,16 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from federation.cli import serve_cmd, store_cmd
+from federation.cli import (
+    check_cmd,
+    cluster_cmd,
+    context,
+    link_cmd,
+    serve_cmd,
+    status_cmd,
+    store_cmd,
+    trust_cmd,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -37,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     store_cmd.register(sub)
     serve_cmd.register(sub)
+    context.add_global_flags(parser, root=True)
+    context.register(sub)
+    cluster_cmd.register(sub)
+    link_cmd.register(sub)
+    check_cmd.register(sub)
+    status_cmd.register(sub)
+    trust_cmd.register(sub)
     for name, (_, helptext) in DELEGATED.items():
         sub.add_parser(name, help=helptext, add_help=False)
     return parser

@@ -1,0 +1,78 @@
+"""argparse types: a bad value is bad usage (exit 2) and the message names it.
+
+Each type reuses the domain model's own validation, so the CLI refuses exactly
+what the registry would refuse, before any request is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from federation.errors import ValidationError
+from federation.model import validation as v
+
+
+def _wrap(check: Callable[[str, object], str], what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        try:
+            return check(what, text)
+        except ValidationError as exc:
+            # The model's message already quotes the value: "'East' is not an RFC 1123 label..."
+            message = str(exc)
+            prefix = f"{what}: "
+            raise argparse.ArgumentTypeError(
+                message[len(prefix) :] if message.startswith(prefix) else message
+            ) from None
+
+    parse.__name__ = what.replace(" ", "_")
+    return parse
+
+
+cluster_name = _wrap(v.dns1123_label, "cluster name")
+namespace_name = _wrap(v.dns1123_label, "namespace")
+label_value = _wrap(v.label_value, "label value")
+trust_domain = _wrap(v.trust_domain, "trust domain")
+gateway_address = _wrap(v.host_port, "gateway address")
+
+
+def namespaces(text: str) -> list[str]:
+    """`ns1,ns2`: RFC 1123 labels, comma separated."""
+    out = []
+    for part in text.split(","):
+        out.append(namespace_name(part.strip()))
+    return out
+
+
+_CONTEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,252}$")
+
+
+def context_name(text: str) -> str:
+    if not _CONTEXT.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a context name (letters, digits, '.', '_', '-', '@', ':')"
+        )
+    return text
+
+
+def registry_url(text: str) -> str:
+    """An http(s) URL with a host: where the registry's REST API listens."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http:// or https:// URL of the registry API"
+        )
+    del port
+    return text.rstrip("/")
+
+
+def positive_days(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of days")
+    return int(text)
