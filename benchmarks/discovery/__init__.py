@@ -1,0 +1,1 @@
+"""Discovery benchmarks: DNS queries/s against NSD, EndpointSlice propagation."""

@@ -1,0 +1,291 @@
+"""The sync agent: one cluster's exports to the registry, its imports back into it.
+
+`meshfed agent` composes the parts: a source (Kubernetes informers or the static
+file) publishes the cluster's exports; the reporter streams them to the registry
+under a lease (full state first, then deltas; on any stream failure it reconnects
+with backoff and starts over with the full state); `follow` keeps the cluster's
+import view (resuming from the last revision, keeping the last view while the
+registry is away); every new view goes to the sinks (Kubernetes MCS objects,
+the imports file) and the DNS server. The SVID is renewed at half its lifetime.
+
+Nothing here deletes what was written when the registry is unreachable: sinks
+only change on a new view, and a view only comes from the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from discovery_sync.backoff import Backoff
+from discovery_sync.dns.server import DnsServer
+from discovery_sync.dns.zone import compile_zone
+from discovery_sync.errors import DiscoveryError, SourceError
+from discovery_sync.imports_file import dump, write_atomic
+from discovery_sync.ipam import DEFAULT_CIDR, parse_cidr
+from discovery_sync.kube import conditions
+from discovery_sync.kube.api import KubeApi, load_client
+from discovery_sync.kube.sink import KubeSink
+from discovery_sync.kube.source import KubeSource
+from discovery_sync.latest import Latest
+from discovery_sync.registry_view import export_delta, import_view, slice_targets
+from discovery_sync.sources.kube import NamespaceFilter
+from discovery_sync.sources.poll import watch_static
+from discovery_sync.types import ImportView, Locality, LocalService
+from federation.client import (
+    ControlPlaneClient,
+    ExportedService,
+    Identity,
+    RegistryError,
+    WatchView,
+    join,
+)
+from federation.errors import FederationError, InvalidToken, PermissionDenied
+from federation.model import ServiceKey
+from trust_bundle.renewal import jitter_from_seed, renewal_time
+
+log = logging.getLogger("meshfed.agent")
+
+Exports = Mapping[ServiceKey, LocalService]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    cluster: str
+    registry: str  # host:port of the control plane (mTLS)
+    join_token: str
+    trust_domain: str
+    registry_ca: bytes  # federation roots: verify the registry before the token is sent
+    join_address: str = ""  # default: the control plane port + 1 (docs/controlplane.md)
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    static_file: str | None = None
+    imports_file: str | None = None
+    dns_listen: tuple[str, int] | None = None
+    locality: Locality = field(default_factory=Locality)
+    namespaces: NamespaceFilter = field(default_factory=NamespaceFilter)
+    egress_addresses: tuple[str, ...] = ()
+    clusterset_cidr: str = DEFAULT_CIDR
+    kube_sink: bool = True
+
+
+def default_join_address(registry: str) -> str:
+    host, _, port = registry.rpartition(":")
+    return f"{host}:{int(port) + 1}"
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.cidr = parse_cidr(config.clusterset_cidr)
+        self.exports: Latest[Exports] = Latest()
+        self.view: ImportView | None = None
+        self.watch_view = WatchView()
+        self.reported: frozenset[ServiceKey] = frozenset()
+        self.dns: DnsServer | None = None
+        self.kube_api: KubeApi | None = None
+        self.kube_source: KubeSource | None = None
+        self.kube_sink: KubeSink | None = None
+        self.views_applied = 0
+        self._gc_frozen = False
+
+    # --- composition ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        cfg = self.config
+        if cfg.dns_listen is not None:
+            self.dns = DnsServer(compile_zone(ImportView(cfg.cluster), cfg.locality))
+            await self.dns.start(*cfg.dns_listen)
+        tasks = [asyncio.create_task(self._source(), name="source")]
+        try:
+            identity = await self._join()
+            async with ControlPlaneClient(cfg.registry, identity) as registry:
+                tasks += [
+                    asyncio.create_task(self._report(registry), name="report"),
+                    asyncio.create_task(self._follow(registry), name="follow"),
+                    asyncio.create_task(self._renew(registry), name="renew"),
+                ]
+                if self.kube_sink is not None:
+                    tasks.append(asyncio.create_task(self.kube_sink.run_resync(), name="resync"))
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()  # a task only ends by failing: raise it
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            if self.kube_source is not None:
+                self.kube_source.stop()
+            if self.dns is not None:
+                await self.dns.close()
+            if self.kube_api is not None:
+                self.kube_api.close()
+
+    async def _join(self) -> Identity:
+        cfg = self.config
+        backoff = Backoff(initial=1.0, maximum=30.0)
+        while True:
+            try:
+                return await join(
+                    cfg.join_address or default_join_address(cfg.registry),
+                    cfg.join_token,
+                    cluster=cfg.cluster,
+                    component="agent",
+                    trust_domain=cfg.trust_domain,
+                    ca_pem=cfg.registry_ca,
+                )
+            except (InvalidToken, PermissionDenied):
+                raise  # retrying cannot help: the operator needs a new token
+            except FederationError as err:
+                delay = backoff.next()
+                log.warning("join failed (%s); retrying in %.1fs", err, delay)
+                await asyncio.sleep(delay)
+
+    # --- exports -----------------------------------------------------------------------
+
+    async def _source(self) -> None:
+        cfg = self.config
+        if cfg.static_file is not None:
+            await watch_static(
+                cfg.static_file,
+                self.exports.publish,
+                cluster=cfg.cluster,
+                default_zone=cfg.locality.zone or "unknown",
+            )
+            return
+        self.kube_api = KubeApi(
+            load_client(None if cfg.in_cluster else cfg.kubeconfig, cfg.context)
+        )
+        if cfg.kube_sink:
+            self.kube_sink = KubeSink(
+                self.kube_api,
+                slice_targets(cfg.cluster, self.watch_view, cfg.egress_addresses, cfg.locality),
+            )
+        self.kube_source = KubeSource(
+            self.kube_api,
+            self.exports.publish,
+            cluster=cfg.cluster,
+            default_zone=cfg.locality.zone or "unknown",
+            namespaces=cfg.namespaces,
+        )
+        await self.kube_source.run()
+
+    async def _report(self, registry: ControlPlaneClient) -> None:
+        backoff = Backoff(initial=0.5, maximum=30.0)
+        while True:
+            if self.exports.value is None:
+                version, sent = await self.exports.next(0)
+            else:  # (re)start from the latest state, whatever was sent before
+                version, sent = self.exports.version, self.exports.value
+            try:
+                async with registry.report_endpoints() as report:
+                    await report.full_state(_exported(sent.values()))
+                    await self._mark_reported(sent)
+                    self._settle_gc()
+                    backoff.reset()
+                    while True:
+                        version, new = await self.exports.next(version)
+                        upserted, removed = export_delta(sent, new)
+                        if upserted or removed:
+                            await report.delta(_exported(upserted), removed)
+                        sent = new
+                        await self._mark_reported(sent)
+            except FederationError as err:
+                self.reported = frozenset()
+                delay = backoff.next()
+                log.warning("export stream ended (%s); full state again in %.1fs", err, delay)
+                await asyncio.sleep(delay)
+
+    async def _mark_reported(self, sent: Exports) -> None:
+        self.reported = frozenset(sent)
+        if self.kube_source is not None:
+            now = datetime.now(UTC)
+            await self.kube_source.set_conditions(
+                {(k.namespace, k.name): [conditions.ready(True, now)] for k in sent}
+            )
+
+    # --- imports -----------------------------------------------------------------------
+
+    async def _follow(self, registry: ControlPlaneClient) -> None:
+        async for watch_view in registry.follow(view=self.watch_view):
+            self.watch_view = watch_view
+            view = import_view(self.config.cluster, watch_view, self.cidr, previous=self.view)
+            await self.apply(view)
+
+    async def apply(self, view: ImportView) -> None:
+        """Hand a new view to every sink; a failing sink does not stop the others."""
+        cfg = self.config
+        self.view = view
+        if self.dns is not None:
+            self.dns.update(compile_zone(view, cfg.locality))
+        if cfg.imports_file is not None:
+            try:
+                write_atomic(cfg.imports_file, dump(view))
+            except SourceError as err:
+                log.error("imports file not written: %s", err)
+        if self.kube_sink is not None:
+            self.kube_sink.targets = slice_targets(
+                cfg.cluster, self.watch_view, cfg.egress_addresses, cfg.locality
+            )
+            try:
+                await self.kube_sink.apply(view)
+            except DiscoveryError as err:
+                log.error("Kubernetes sink: %s (the resync retries)", err)
+        self.views_applied += 1
+        self._settle_gc()
+
+    def _settle_gc(self) -> None:
+        """After the initial sync, exempt what is held from the cyclic GC's scans.
+
+        With 1,000 services the agent holds a few hundred thousand long-lived
+        objects; each full (generation 2) collection rescanned them all and paused
+        the loop for 150-250 ms, the whole tail of the propagation benchmark. The
+        records are acyclic, so reference counting still frees them when replaced;
+        `gc.freeze` only stops the collector from walking them again and again.
+        """
+        if self._gc_frozen or self.views_applied == 0 or not self.reported:
+            return
+        self._gc_frozen = True
+        gc.collect()
+        gc.freeze()
+
+    # --- identity ------------------------------------------------------------------------
+
+    async def _renew(self, registry: ControlPlaneClient) -> None:
+        backoff = Backoff(initial=1.0, maximum=60.0)
+        while True:
+            identity = registry.identity
+            due = renewal_time(
+                identity.not_before, identity.not_after, jitter_from_seed(identity.spiffe_id)
+            )
+            await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+            try:
+                await registry.renew()
+                backoff.reset()
+            except (RegistryError, FederationError) as err:
+                delay = backoff.next()
+                log.warning("SVID renewal failed (%s); retrying in %.1fs", err, delay)
+                await asyncio.sleep(delay)
+
+
+def _exported(services: Iterable[LocalService]) -> list[ExportedService]:
+    return [ExportedService(s.export, tuple(s.endpoints)) for s in services]
+
+
+def read_ca(path: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise SourceError("--registry-ca", f"cannot read {path}: {err.strerror}") from err
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise SourceError("--registry-ca", f"{path} holds no PEM certificate")
+    return data

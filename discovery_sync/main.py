@@ -1,0 +1,172 @@
+"""`meshfed agent`: the command line of the sync agent (see `agent`).
+
+    meshfed agent --cluster X --registry HOST:PORT --join-token T \\
+        --trust-domain TD --registry-ca roots.pem \\
+        (--kubeconfig F [--context C] | --in-cluster | --static FILE) \\
+        [--imports-file F] [--dns HOST:PORT]
+
+Exit status: 0 when stopped by SIGTERM/SIGINT, 1 when the agent cannot go on
+(a refused join token, an unreadable source), 2 for bad usage, naming the value.
+The join token may be given as `--join-token-file` or `$MESHFED_JOIN_TOKEN`
+instead, so it does not show in the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from discovery_sync import cli_common
+from discovery_sync.agent import Agent, AgentConfig, read_ca
+from discovery_sync.errors import DiscoveryError
+from discovery_sync.ipam import DEFAULT_CIDR, parse_cidr
+from discovery_sync.sources.kube import NamespaceFilter
+from discovery_sync.types import Locality
+from federation.errors import FederationError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="meshfed agent", description="Sync one cluster's services with the registry."
+    )
+    p.add_argument("--cluster", required=True, type=cli_common.label, help="this cluster's name")
+    p.add_argument(
+        "--registry",
+        required=True,
+        type=cli_common.host_port_text,
+        metavar="HOST:PORT",
+        help="the registry's gRPC control plane",
+    )
+    p.add_argument(
+        "--join",
+        type=cli_common.host_port_text,
+        metavar="HOST:PORT",
+        help="the registry's join port (default: control plane port + 1)",
+    )
+    p.add_argument(
+        "--join-token", help="bootstrap token (or --join-token-file, or $MESHFED_JOIN_TOKEN)"
+    )
+    p.add_argument("--join-token-file", metavar="FILE")
+    p.add_argument("--trust-domain", required=True, help="this cluster's SPIFFE trust domain")
+    p.add_argument(
+        "--registry-ca",
+        required=True,
+        metavar="FILE",
+        help="federation root certificates (PEM) that verify the registry",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--kubeconfig", metavar="FILE", help="read Services from this cluster")
+    src.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
+    src.add_argument("--static", metavar="FILE", help="read services from a YAML file")
+    p.add_argument("--context", help="kubeconfig context (with --kubeconfig)")
+    p.add_argument("--imports-file", metavar="FILE", help="also write the imports here")
+    p.add_argument(
+        "--dns",
+        type=cli_common.host_port,
+        metavar="HOST:PORT",
+        help="serve clusterset.local DNS here (UDP and TCP)",
+    )
+    p.add_argument("--region", type=cli_common.label_value, default=None)
+    p.add_argument("--zone", type=cli_common.label_value, default=None)
+    p.add_argument(
+        "--namespace",
+        action="append",
+        type=cli_common.label,
+        default=[],
+        help="export only from these namespaces (repeatable; default all)",
+    )
+    p.add_argument(
+        "--exclude-namespace",
+        action="append",
+        type=cli_common.label,
+        default=[],
+        help="never export from these namespaces (repeatable)",
+    )
+    p.add_argument(
+        "--egress-address",
+        action="append",
+        type=cli_common.ip_address,
+        default=[],
+        help="the local gateway's egress IP: imported EndpointSlices point here",
+    )
+    p.add_argument(
+        "--clusterset-cidr",
+        default=DEFAULT_CIDR,
+        help=f"cluster-set IPs are allocated here (default {DEFAULT_CIDR})",
+    )
+    p.add_argument(
+        "--no-kube-sink",
+        action="store_true",
+        help="with --kubeconfig: export only, write no ServiceImports",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def config_from(args: argparse.Namespace, p: argparse.ArgumentParser) -> AgentConfig:
+    token = args.join_token or os.environ.get("MESHFED_JOIN_TOKEN", "")
+    if args.join_token_file:
+        try:
+            with open(args.join_token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except OSError as err:
+            p.error(f"--join-token-file: cannot read {args.join_token_file}: {err.strerror}")
+    if not token:
+        p.error("--join-token: required (or --join-token-file, or $MESHFED_JOIN_TOKEN)")
+    if args.context and not args.kubeconfig:
+        p.error("--context: only with --kubeconfig")
+    if args.static and not os.path.exists(args.static):
+        p.error(f"--static: {args.static} does not exist")
+    if args.kubeconfig and not os.path.exists(args.kubeconfig):
+        p.error(f"--kubeconfig: {args.kubeconfig} does not exist")
+    try:
+        parse_cidr(args.clusterset_cidr)
+        ca = read_ca(args.registry_ca)
+    except DiscoveryError as err:
+        p.error(str(err))
+    return AgentConfig(
+        cluster=args.cluster,
+        registry=args.registry,
+        join_token=token,
+        trust_domain=args.trust_domain,
+        registry_ca=ca,
+        join_address=args.join or "",
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        in_cluster=args.in_cluster,
+        static_file=args.static,
+        imports_file=args.imports_file,
+        dns_listen=args.dns,
+        locality=Locality(args.region or "", args.zone or ""),
+        namespaces=NamespaceFilter(frozenset(args.namespace), frozenset(args.exclude_namespace)),
+        egress_addresses=tuple(args.egress_address),
+        clusterset_cidr=args.clusterset_cidr,
+        kube_sink=not args.no_kube_sink,
+    )
+
+
+def run(argv: Sequence[str]) -> int:
+    p = parser()
+    args = p.parse_args(list(argv))
+    config = config_from(args, p)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+
+    async def main() -> int:
+        await Agent(config).run()
+        return 0
+
+    try:
+        return cli_common.run_until_signal(main())
+    except (DiscoveryError, FederationError) as err:
+        print(f"meshfed agent: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))
