@@ -13,7 +13,9 @@ Peer gateways are probed every ``probe_interval`` (:mod:`eastwest_gateway.probe`
 
 Modes: ``passthrough`` relays the client's own TLS unchanged; ``originate``
 accepts plaintext and opens mTLS to the remote gateway with the gateway's
-certificate and the route's SNI (for a remote route in terminate mode).
+certificate and the route's SNI (for a remote route in terminate mode); when the
+cluster names the gateway's ``spiffe_id`` the upstream must present exactly it
+(another identity fails like a failed handshake: next gateway, outlier count).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 
 from eastwest_gateway.errors import GatewayError, HandshakeError, UpstreamError
 from eastwest_gateway.health import ProbeState, observe
+from eastwest_gateway.identity import spiffe_id_from_der
 from eastwest_gateway.metrics import EGRESS, GatewayMetrics
 from eastwest_gateway.net import close_quietly, connect, open_listener, prepare_accepted
 from eastwest_gateway.probe import probe_gateway
@@ -38,6 +41,7 @@ from eastwest_gateway.ranking import (
     rank,
     record_failure,
     record_success,
+    uneject_on_probe,
 )
 from eastwest_gateway.relay import (
     HAVE_SPLICE,
@@ -53,6 +57,21 @@ from eastwest_gateway.settings import GatewaySettings
 from eastwest_gateway.tlsstream import TlsStream
 
 log = logging.getLogger("meshfed.gateway.egress")
+
+
+def check_upstream_identity(stream: TlsStream, expected: str) -> None:
+    """The upstream gateway must present ``expected`` as its SPIFFE ID (if one is
+    expected); the chain was verified by the handshake. HandshakeError otherwise."""
+    if not expected:
+        return
+    der = stream.peer_certificate_der()
+    if der is None:
+        raise HandshakeError("upstream presented no certificate", reason="no_spiffe_id")
+    found = spiffe_id_from_der(der)
+    if found != expected:
+        raise HandshakeError(
+            f"upstream gateway is {found}, expected {expected}", reason="wrong_spiffe_id"
+        )
 
 
 class Egress:
@@ -217,9 +236,12 @@ class Egress:
                     stream = TlsStream(sock, context, server_side=False, server_hostname=route.sni)
                     try:
                         await asyncio.wait_for(stream.handshake(), self.settings.handshake_timeout)
+                        check_upstream_identity(stream, clusters[candidate.name].spiffe_id)
                     except (HandshakeError, TimeoutError) as exc:
                         close_quietly(sock)
-                        self.metrics.handshake_failures.labels(EGRESS, "upstream_handshake").inc()
+                        wrong = getattr(exc, "reason", "") == "wrong_spiffe_id"
+                        reason = "upstream_identity" if wrong else "upstream_handshake"
+                        self.metrics.handshake_failures.labels(EGRESS, reason).inc()
                         log.info(
                             "egress: TLS to %s via %s failed: %s", candidate.name, gateway, exc
                         )
@@ -303,6 +325,12 @@ class Egress:
         self.probes[cluster] = after
         if after.health is not before.health:
             log.info("egress: peer gateway %s is %s", cluster, after.health.value)
+        if any(results) and cluster in self.outliers:
+            now = time.monotonic()
+            held = self.outliers[cluster]
+            self.outliers[cluster] = uneject_on_probe(held, now)
+            if held.is_ejected(now):
+                log.info("egress: cluster %s answers probes again: ejection lifted", cluster)
         for state in Health:
             self.metrics.peer_health.labels(cluster, state.value).set(
                 1 if after.health is state else 0

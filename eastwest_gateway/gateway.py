@@ -75,6 +75,7 @@ def describe(rf: RouteFile) -> dict[str, object]:
             {
                 "sni": r.sni,
                 "backend": str(r.backend),
+                **({"more_backends": [str(b) for b in r.more_backends]} if r.more_backends else {}),
                 "mode": r.mode.value,
                 "allow": list(r.allow),
                 "service": r.service,

@@ -84,6 +84,7 @@ class Ingress:
         self._accept_task: asyncio.Task[None] | None = None
         self._connections: dict[asyncio.Task[None], RelayHandle] = {}
         self._per_peer: Counter[str] = Counter()
+        self._next_backend: dict[str, int] = {}  # route sni -> round-robin position
 
     @property
     def address(self) -> HostPort:
@@ -212,9 +213,25 @@ class Ingress:
             close_quietly(client)
 
     async def _connect_backend(self, route: Route) -> socket.socket:
-        backend, seconds = await connect(route.backend, self.settings.connect_timeout)
-        self.metrics.connect_latency.labels(INGRESS).observe(seconds)
-        return backend
+        """Round robin over the route's backends; a backend that refuses is skipped."""
+        backends = route.backends
+        start = 0
+        if len(backends) > 1:
+            start = self._next_backend.get(route.sni, 0) % len(backends)
+            self._next_backend[route.sni] = start + 1
+        last: UpstreamError | None = None
+        for i in range(len(backends)):
+            try:
+                backend, seconds = await connect(
+                    backends[(start + i) % len(backends)], self.settings.connect_timeout
+                )
+            except UpstreamError as exc:
+                last = exc
+                continue
+            self.metrics.connect_latency.labels(INGRESS).observe(seconds)
+            return backend
+        assert last is not None
+        raise last
 
     async def _passthrough(
         self, client: socket.socket, peer: str, route: Route, initial: bytes, handle: RelayHandle

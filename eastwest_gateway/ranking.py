@@ -82,6 +82,18 @@ def record_success(state: OutlierState) -> OutlierState:
     return OutlierState() if state != OutlierState() else state
 
 
+def uneject_on_probe(state: OutlierState, now: float) -> OutlierState:
+    """A successful active probe lifts an ejection early.
+
+    Envoy's ``successful_active_health_check_uneject_host`` (default true): when the
+    peer's gateway answers a health probe again, it need not sit out the rest of a
+    30 s+ ejection. The ejection count is kept, so a flapping peer still backs off.
+    """
+    if not state.is_ejected(now):
+        return state
+    return replace(state, consecutive_failures=0, ejected_until=now)
+
+
 def locality_tier(caller: Locality, other: Locality) -> int:
     """0 same zone, 1 same region, 2 elsewhere."""
     if other.region != caller.region:

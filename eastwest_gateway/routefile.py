@@ -21,7 +21,8 @@ Format (relative paths are relative to the file's directory)::
         mode: originate            # or passthrough (client speaks TLS itself)
         clusters:
           - {name: west, region: eu-west1, zone: eu-west1-c,
-             gateways: ["10.0.0.7:15443"], weight: 1, priority: 0, ready_endpoints: 2}
+             gateways: ["10.0.0.7:15443"], weight: 1, priority: 0, ready_endpoints: 2,
+             spiffe_id: "spiffe://west.meshfed/meshfed/gateway/west"}   # optional
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ class Route:
     mode: Mode
     allow: tuple[str, ...] = ()
     target: ServiceTarget | None = None
+    # Further backends of the same service (registry mode: one per ready endpoint).
+    # New connections start at the next backend in turn and fall over to the others.
+    more_backends: tuple[HostPort, ...] = ()
+
+    @property
+    def backends(self) -> tuple[HostPort, ...]:
+        return (self.backend, *self.more_backends)
 
     @property
     def service(self) -> str:
@@ -96,6 +104,9 @@ class UpstreamCluster:
     weight: int = 1
     priority: int = 0
     ready_endpoints: int = 1
+    # The SPIFFE ID the cluster's gateway must present when the egress originates
+    # mTLS to it ("" : any certificate that chains to tls.ca).
+    spiffe_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +314,12 @@ def _parse_cluster(value: object, where: str) -> UpstreamCluster:
     f = _Fields(
         value,
         where,
-        frozenset({"name", "region", "zone", "gateways", "weight", "priority", "ready_endpoints"}),
+        frozenset(
+            {
+                *("name", "region", "zone", "gateways", "weight", "priority"),
+                *("ready_endpoints", "spiffe_id"),
+            }
+        ),
     )
     gateways = tuple(
         parse_host_port(g, f"{where}.gateways[{k}]") for k, g in enumerate(f.items("gateways"))
@@ -317,6 +333,9 @@ def _parse_cluster(value: object, where: str) -> UpstreamCluster:
         weight=f.integer("weight", 1, 0),
         priority=f.integer("priority", 0, 0),
         ready_endpoints=f.integer("ready_endpoints", 1, 0),
+        spiffe_id=(
+            _parse_spiffe_id(f.raw("spiffe_id"), f.at("spiffe_id")) if f.has("spiffe_id") else ""
+        ),
     )
 
 

@@ -84,6 +84,7 @@ def view_to_doc(view: WatchView) -> dict[str, Any]:
         "links": [x.to_dict() for _, x in sorted(items.links.items())],
         "gateways": [g.to_dict() for _, g in sorted(items.gateways.items())],
         "bundles": [b.to_dict() for _, b in sorted(items.bundles.items())],
+        "exports": [_import_to_doc(e) for _, e in sorted(items.exports.items(), key=_by_str)],
     }
 
 
@@ -100,6 +101,7 @@ def view_from_doc(doc: object) -> WatchView:
         links = [Link.from_dict(x) for x in doc["links"]]
         gateways = [Gateway.from_dict(g) for g in doc["gateways"]]
         bundles = [TrustDomain.from_dict(b) for b in doc["bundles"]]
+        exports = [_import_from_doc(e) for e in doc.get("exports", [])]
         revision = int(doc["revision"])
     except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
         raise ConfigError(f"{VIEW}: unreadable snapshot: {exc}") from exc
@@ -110,6 +112,7 @@ def view_from_doc(doc: object) -> WatchView:
             links={x.key: x for x in links},
             gateways={g.key: g for g in gateways},
             bundles={b.key: b for b in bundles},
+            exports={e.service: e for e in exports},
         ),
     )
 

@@ -93,6 +93,14 @@ SAMPLES: list[Record] = [
     export(ports=(Port(80, "TCP", "http", "http"), Port(53, "UDP")), scope=("west", "north")),
     endpoint(address="2001:db8::5", ready=False, weight=0),
     Gateway("east", ("10.0.0.1:15443", "gw.example.com:443"), modes=("passthrough",), healthy=True),
+    Gateway(
+        "west",
+        ("gw.west.example:15443",),
+        healthy=False,
+        region="eu-west-1",
+        zone="eu-west-1b",
+        trust_domain="west.meshfed.example",
+    ),
     TrustDomain("east.local", (PEM, PEM), sequence=7, refresh_hint_seconds=60),
 ]
 
@@ -312,6 +320,25 @@ def test_host_port_rejected_naming_the_index(value: Any) -> None:
         Gateway("east", ("gw.ok:1", value))
     with bad("gateway_addresses[0]"):
         cluster(gateway_addresses=(value,))
+
+
+def test_gateway_locality_and_trust_domain_are_optional_but_validated() -> None:
+    # A record stored before the fields existed still decodes, as "unknown".
+    old = {"cluster": "east", "addresses": ["gw:1"], "modes": ["terminating"], "healthy": None}
+    for decoded in (Gateway.from_dict(old), Gateway.from_stored(old)):
+        assert (decoded.region, decoded.zone, decoded.trust_domain) == ("", "", "")
+    full = Gateway("east", ("gw:1",), region="us-east", zone="us-east-1a", trust_domain="e.test")
+    assert Gateway.from_dict(full.to_dict()) == full
+    with bad("region"):
+        Gateway("east", ("gw:1",), region="not a label")
+    with bad("zone"):
+        Gateway("east", ("gw:1",), zone="-z")
+    with bad("zone"):
+        Gateway("east", ("gw:1",), zone=None)  # type: ignore[arg-type]
+    with bad("trust_domain"):
+        Gateway("east", ("gw:1",), trust_domain="Upper.Case")
+    with bad("trust_domain"):
+        Gateway("east", ("gw:1",), trust_domain=5)  # type: ignore[arg-type]
 
 
 def test_gateway_needs_addresses_and_modes() -> None:

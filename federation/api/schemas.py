@@ -182,6 +182,11 @@ class GatewayOut(BaseModel):
     addresses: list[str]
     modes: list[str]
     healthy: bool | None
+    region: str = Field("", description="the cluster's region; empty if unknown")
+    zone: str = Field("", description="the cluster's zone; empty if unknown")
+    trust_domain: str = Field(
+        "", description="SPIFFE trust domain of spiffe://<td>/meshfed/gateway/<cluster>"
+    )
     revision: int
 
 

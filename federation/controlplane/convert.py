@@ -216,6 +216,9 @@ def gateway_to_pb(gw: Gateway) -> pb.Gateway:
         addresses=list(gw.addresses),
         modes=list(gw.modes),
         healthy=_HEALTH_TO_PB[gw.healthy],
+        region=gw.region,
+        zone=gw.zone,
+        trust_domain=gw.trust_domain,
     )
 
 
@@ -225,6 +228,9 @@ def gateway_from_pb(msg: pb.Gateway) -> Gateway:
         addresses=tuple(msg.addresses),
         modes=tuple(msg.modes),
         healthy=_HEALTH_FROM_PB.get(msg.healthy),
+        region=msg.region,
+        zone=msg.zone,
+        trust_domain=msg.trust_domain,
     )
 
 

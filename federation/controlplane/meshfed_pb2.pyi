@@ -134,16 +134,22 @@ class Link(_message.Message):
     def __init__(self, a: _Optional[str] = ..., b: _Optional[str] = ..., bidirectional: _Optional[bool] = ..., mode: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., credential_expiry: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Gateway(_message.Message):
-    __slots__ = ("cluster", "addresses", "modes", "healthy")
+    __slots__ = ("cluster", "addresses", "modes", "healthy", "region", "zone", "trust_domain")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     MODES_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    TRUST_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     addresses: _containers.RepeatedScalarFieldContainer[str]
     modes: _containers.RepeatedScalarFieldContainer[str]
     healthy: Health
-    def __init__(self, cluster: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., modes: _Optional[_Iterable[str]] = ..., healthy: _Optional[_Union[Health, str]] = ...) -> None: ...
+    region: str
+    zone: str
+    trust_domain: str
+    def __init__(self, cluster: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., modes: _Optional[_Iterable[str]] = ..., healthy: _Optional[_Union[Health, str]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., trust_domain: _Optional[str] = ...) -> None: ...
 
 class TrustBundle(_message.Message):
     __slots__ = ("trust_domain", "roots_pem", "sequence", "refresh_hint_seconds")

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
@@ -309,7 +309,7 @@ async def _update_gateway(store: Store, cluster: str) -> None:
         if current is None or current.record.healthy == healthy:
             return
         gateway = current.record
-        updated = type(gateway)(gateway.cluster, gateway.addresses, gateway.modes, healthy)
+        updated = replace(gateway, healthy=healthy)  # keeps locality and trust domain
         try:
             await store.gateways.update(updated, current.revision, lease=current.lease)
             return

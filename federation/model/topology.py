@@ -116,7 +116,14 @@ class Link(Record):
 
 @dataclass(frozen=True, slots=True)
 class Gateway(Record):
-    """A cluster's east-west gateway as the registry knows it."""
+    """A cluster's east-west gateway as the registry knows it.
+
+    The registry writes it from the cluster (`gateway_addresses`, locality, trust
+    domain) so peers can rank it by locality and verify its SPIFFE ID
+    (`spiffe://<trust_domain>/meshfed/gateway/<cluster>`); `healthy` comes from
+    the peers' probe reports. `region`, `zone` and `trust_domain` are "" in records
+    written before they existed (unknown).
+    """
 
     KIND: ClassVar[str] = "gateways"
 
@@ -124,9 +131,22 @@ class Gateway(Record):
     addresses: tuple[str, ...]
     modes: tuple[str, ...] = GATEWAY_MODES
     healthy: bool | None = None  # None: not probed yet ("unknown")
+    region: str = ""
+    zone: str = ""
+    trust_domain: str = ""
 
     def __post_init__(self) -> None:
         v.dns1123_label("cluster", self.cluster)
+        for fieldname in ("region", "zone"):
+            value = getattr(self, fieldname)
+            if not isinstance(value, str):
+                raise ValidationError(fieldname, "must be a string")
+            if value:
+                v.label_value(fieldname, value)
+        if not isinstance(self.trust_domain, str):
+            raise ValidationError("trust_domain", "must be a string")
+        if self.trust_domain:
+            v.trust_domain("trust_domain", self.trust_domain)
         addrs = _tuple_of("addresses", self.addresses)
         if not addrs:
             raise ValidationError("addresses", "a gateway needs at least one address")

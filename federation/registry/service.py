@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from federation.errors import AlreadyExists, NotFound, ValidationError
+from federation.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from federation.model import (
     ApiToken,
     AuditEvent,
@@ -46,6 +46,8 @@ MUTABLE_CLUSTER_FIELDS = ("region", "zone", "network", "gateway_addresses", "sou
 DEFAULT_JOIN_TTL = timedelta(hours=1)
 # kubeadm caps bootstrap token TTLs at nothing, but a day keeps a leaked one short-lived.
 MAX_JOIN_TTL = timedelta(days=1)
+# A PATCH whose gateway write lost a race with a health report is retried this often.
+GATEWAY_CAS_ATTEMPTS = 5
 # Why a new link's conditions are Unknown: nothing has probed or synced it yet.
 INITIAL_REASONS = {
     "Ready": ("Pending", "waiting for the other conditions"),
@@ -85,6 +87,43 @@ def _delete(kind: str, key: str, expect: int | None = None) -> Delete:
     return Delete(storage_key(kind, key), expect)
 
 
+def gateway_for(cluster: Cluster, held: Gateway | None) -> Gateway | None:
+    """The Gateway record `cluster` implies: its gateway addresses, locality and trust
+    domain; None when it has no gateway address. What the registry does not own --
+    `healthy` (peers' probe reports) and `modes` -- is kept from `held`."""
+    if not cluster.gateway_addresses:
+        return None
+    if held is None:
+        return Gateway(
+            cluster.name,
+            cluster.gateway_addresses,
+            region=cluster.region,
+            zone=cluster.zone,
+            trust_domain=cluster.trust_domain,
+        )
+    return replace(
+        held,
+        addresses=cluster.gateway_addresses,
+        region=cluster.region,
+        zone=cluster.zone,
+        trust_domain=cluster.trust_domain,
+    )
+
+
+def gateway_ops(cluster: Cluster, held: Versioned[Gateway] | None) -> list[Op]:
+    """Store ops that make the cluster's Gateway record match it (none if it already does).
+
+    Compare-and-set on the held record, so a concurrent health report is not lost:
+    the transaction fails with Conflict instead and the caller retries.
+    """
+    wanted = gateway_for(cluster, held.record if held is not None else None)
+    if wanted is None:
+        return [] if held is None else [_delete(Gateway.KIND, cluster.name, held.revision)]
+    if held is not None and held.record == wanted:
+        return []
+    return [_put(wanted, held.revision if held is not None else ABSENT)]
+
+
 def initial_conditions(now: datetime) -> tuple[Condition, ...]:
     return tuple(
         Condition(t, "Unknown", INITIAL_REASONS[t][0], INITIAL_REASONS[t][1], now)
@@ -122,15 +161,22 @@ class Registry:
     async def create_cluster(
         self, cluster: Cluster, actor: str, now: datetime
     ) -> Versioned[Cluster]:
-        """Create the cluster and issue its intermediate CA (undone if issuing fails)."""
+        """Create the cluster and its Gateway record (if it has gateway addresses) in one
+        transaction, then issue its intermediate CA (all undone if issuing fails)."""
         self.trust.check_cluster(cluster)
+        # A gateway record without a cluster (left by an older registry) is replaced.
+        held = await self.store.gateways.find(cluster.name)
+        gw_ops = gateway_ops(cluster, held)
         rev = await self._commit(
-            [_put(cluster, ABSENT)], actor, "create", Cluster.KIND, cluster.key, now
+            [_put(cluster, ABSENT), *gw_ops], actor, "create", Cluster.KIND, cluster.key, now
         )
         try:
             await self.trust.issue_cluster_ca(cluster, now)
         except BaseException:
-            await self.store.clusters.delete(cluster.key, rev)
+            undo: list[Op] = [_delete(Cluster.KIND, cluster.key, rev)]
+            if any(isinstance(op, Put) for op in gw_ops):
+                undo.append(_delete(Gateway.KIND, cluster.key, rev))
+            await self.store.commit(undo)
             raise
         return Versioned(cluster, rev, rev)
 
@@ -142,19 +188,37 @@ class Registry:
         actor: str,
         now: datetime,
     ) -> Versioned[Cluster]:
-        """Change mutable fields; Conflict if `revision` is given and stale."""
-        current = await self.store.clusters.get(name)
-        expect = revision if revision is not None else current.revision
-        for fieldname, value in changes.items():
-            if fieldname not in MUTABLE_CLUSTER_FIELDS:
-                held = getattr(current.record, fieldname, None)
-                if fieldname in ("name", "trust_domain") and value == held:
-                    continue
-                raise ValidationError(fieldname, "cannot be changed after creation")
-        data = {**current.record.to_dict(), **changes}
-        updated = Cluster.from_dict(data)
-        rev = await self._commit([_put(updated, expect)], actor, "update", Cluster.KIND, name, now)
-        return Versioned(updated, rev, current.create_revision)
+        """Change mutable fields; Conflict if `revision` is given and stale.
+
+        The cluster's Gateway record follows in the same transaction (created,
+        updated or deleted with `gateway_addresses`; locality copied; `healthy` kept).
+        """
+        for attempt in range(GATEWAY_CAS_ATTEMPTS):
+            current = await self.store.clusters.get(name)
+            expect = revision if revision is not None else current.revision
+            for fieldname, value in changes.items():
+                if fieldname not in MUTABLE_CLUSTER_FIELDS:
+                    held = getattr(current.record, fieldname, None)
+                    if fieldname in ("name", "trust_domain") and value == held:
+                        continue
+                    raise ValidationError(fieldname, "cannot be changed after creation")
+            data = {**current.record.to_dict(), **changes}
+            updated = Cluster.from_dict(data)
+            ops = [
+                _put(updated, expect),
+                *gateway_ops(updated, await self.store.gateways.find(name)),
+            ]
+            try:
+                rev = await self._commit(ops, actor, "update", Cluster.KIND, name, now)
+            except Conflict:
+                # Retry only a lost race on the gateway record (a health report wrote
+                # it); a stale cluster revision is the caller's conflict.
+                again = await self.store.clusters.find(name)
+                if again is None or again.revision != expect or attempt + 1 == GATEWAY_CAS_ATTEMPTS:
+                    raise
+                continue
+            return Versioned(updated, rev, current.create_revision)
+        raise AssertionError("unreachable")
 
     async def delete_cluster(
         self, name: str, revision: int | None, actor: str, now: datetime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -339,3 +340,70 @@ def test_openapi_document_describes_the_api(api: Api) -> None:
         "/metrics",
     ):
         assert path in doc["paths"], path
+
+
+def test_cluster_gateway_addresses_make_its_gateway_record(api: Api) -> None:
+    """create / PATCH / DELETE of a cluster write its Gateway record in the same
+    transaction; the health peers reported survives a PATCH."""
+
+    def gateway(c: object, name: str) -> dict[str, object] | None:
+        items = c.get("/api/v1/gateways", params={"limit": 500}).json()["items"]  # type: ignore[attr-defined]
+        return next((g for g in items if g["cluster"] == name), None)
+
+    with api.as_role("editor") as c:
+        r = c.post(
+            "/api/v1/clusters", json=cluster_body("gw-a", gateway_addresses=["10.9.0.1:15443"])
+        )
+        assert r.status_code == 201, r.text
+        c.post("/api/v1/clusters", json=cluster_body("gw-none"))
+        assert gateway(c, "gw-none") is None
+        gw = gateway(c, "gw-a")
+        assert gw is not None
+        assert gw["addresses"] == ["10.9.0.1:15443"] and gw["healthy"] is None
+        assert (gw["region"], gw["zone"], gw["trust_domain"]) == (
+            "eu-west-1",
+            "eu-west-1a",
+            "gw-a.example",
+        )
+
+    async def mark_healthy() -> None:
+        store = await open_store(api.store_url)
+        try:
+            held = await store.gateways.get("gw-a")
+            await store.gateways.update(replace(held.record, healthy=True), held.revision)
+        finally:
+            await store.close()
+
+    api.run(mark_healthy())
+    with api.as_role("editor") as c:
+        r = c.patch(
+            "/api/v1/clusters/gw-a",
+            json={"zone": "eu-west-1b", "gateway_addresses": ["10.9.0.2:15443", "gw.example:443"]},
+        )
+        assert r.status_code == 200, r.text
+        gw = gateway(c, "gw-a")
+        assert gw is not None
+        assert gw["addresses"] == ["10.9.0.2:15443", "gw.example:443"]
+        assert gw["zone"] == "eu-west-1b" and gw["healthy"] is True  # kept
+        # A PATCH that touches nothing the gateway carries leaves its record alone.
+        revision = gw["revision"]
+        assert c.patch("/api/v1/clusters/gw-a", json={"labels": {"a": "b"}}).status_code == 200
+        assert gateway(c, "gw-a")["revision"] == revision  # type: ignore[index]
+        # No address, no gateway; an address again, a gateway again.
+        assert c.patch("/api/v1/clusters/gw-a", json={"gateway_addresses": []}).status_code == 200
+        assert gateway(c, "gw-a") is None
+        c.patch("/api/v1/clusters/gw-none", json={"gateway_addresses": ["10.9.0.3:15443"]})
+        assert gateway(c, "gw-none")["trust_domain"] == "gw-none.example"  # type: ignore[index]
+        # A stale revision is still the caller's conflict, gateway or not.
+        stale = c.patch(
+            "/api/v1/clusters/gw-none", json={"zone": "eu-west-1c"}, headers={"If-Match": '"1"'}
+        )
+        assert stale.status_code in (409, 412), stale.text
+        assert c.delete("/api/v1/clusters/gw-none").status_code == 204
+        assert gateway(c, "gw-none") is None
+        events = c.get("/api/v1/events", params={"limit": 500}).json()["items"]
+        assert [e["action"] for e in events if e["target"] == "gw-none"] == [
+            "create",
+            "update",
+            "delete",
+        ]

@@ -82,7 +82,16 @@ class Federation:
         await self.store.links.create(Link(a, b, bidirectional=bidirectional))
 
     async def gateway(self, cluster: str) -> None:
-        await self.store.gateways.create(Gateway(cluster, (f"{cluster}.gw.test:15443",)))
+        c = CLUSTERS[cluster]
+        await self.store.gateways.create(
+            Gateway(
+                cluster,
+                (f"{cluster}.gw.test:15443",),
+                region=c.region,
+                zone=c.zone,
+                trust_domain=c.trust_domain,
+            )
+        )
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import pytest
 
 from federation.client.watch import WatchView, event_from_pb
 from federation.controlplane import meshfed_pb2 as pb
+from federation.controlplane.convert import gateway_from_pb, gateway_to_pb
 from federation.controlplane.health import Probe, apply_probe, gateway_health, parse_directions
 from federation.controlplane.identity import component_of, require
 from federation.controlplane.projection import Projector, items, touched_by
@@ -89,6 +90,43 @@ def test_watch_messages_round_trip_into_the_client_view() -> None:
     view = view.apply(event_from_pb("a", delta_event(delta, 6)))
     assert view.revision == 6 and not view.items.imports
     assert set(view.items.links) == {"a/b"}
+
+
+@pytest.mark.parametrize(
+    "gateway",
+    [
+        Gateway("b", ("gw.b:15443",)),
+        Gateway(
+            "b",
+            ("gw.b:15443", "10.0.0.9:443"),
+            modes=("terminating",),
+            healthy=False,
+            region="eu-west-1",
+            zone="eu-west-1c",
+            trust_domain="b.meshfed.test",
+        ),
+    ],
+)
+def test_gateway_locality_and_trust_domain_cross_the_wire(gateway: Gateway) -> None:
+    msg = gateway_to_pb(gateway)
+    assert (msg.region, msg.zone, msg.trust_domain) == (
+        gateway.region,
+        gateway.zone,
+        gateway.trust_domain,
+    )
+    assert gateway_from_pb(pb.Gateway.FromString(msg.SerializeToString())) == gateway
+    # The Watch delivers them to the client view.
+    proj = Projector("a", [Link("a", "b"), gateway])
+    view = WatchView().apply(event_from_pb("a", snapshot_event(proj.view, 3)))
+    assert view.items.gateways == {"b": gateway}
+
+
+def test_gateway_field_errors_name_the_position() -> None:
+    bad = pb.Gateway(cluster="b", addresses=["gw:1"], modes=["terminating"], zone="-bad")
+    state = pb.WatchState(gateways=[bad])
+    with pytest.raises(ValidationError) as err:
+        event_from_pb("a", pb.WatchEvent(revision=1, snapshot=state))
+    assert err.value.field == "gateways[0].zone"
 
 
 def test_own_exports_carry_the_watchers_local_endpoints_for_its_gateway() -> None:

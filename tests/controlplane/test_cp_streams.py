@@ -208,7 +208,14 @@ async def test_report_health_drives_link_conditions(fed: Federation) -> None:
     reach, ready = link.condition("GatewayReachable"), link.condition("Ready")
     assert reach is not None and reach.status == "True"
     assert ready is not None and ready.status == "True"
-    assert (await fed.store.gateways.get("west")).record.healthy is True
+    west_gw = (await fed.store.gateways.get("west")).record
+    assert west_gw.healthy is True
+    # Health is written over the record: locality and trust domain stay.
+    assert (west_gw.region, west_gw.zone, west_gw.trust_domain) == (
+        "us-west",
+        "us-west-2a",
+        "west.meshfed.test",
+    )
 
     await west.report_health([PeerProbe("east", False, "ConnectTimeout", "no answer in 1s")])
     link = (await fed.store.links.get("east/west")).record

@@ -24,6 +24,7 @@ from eastwest_gateway.ranking import (
     rank,
     record_failure,
     record_success,
+    uneject_on_probe,
 )
 from eastwest_gateway.routefile import HostPort, Locality
 from eastwest_gateway.settings import GatewaySettings
@@ -91,6 +92,18 @@ def test_ejection_doubles_and_caps(threshold: int, base: float, rounds: int) -> 
         assert state.ejected_until - now == pytest.approx(min(base * 2**n, base * 8))
         now = state.ejected_until
     assert record_success(state) == OutlierState()
+
+
+def test_a_successful_probe_lifts_an_ejection_but_keeps_the_backoff_count() -> None:
+    policy = OutlierPolicy(2, 30.0, 300.0)
+    state = record_failure(record_failure(OutlierState(), 10.0, policy), 10.0, policy)
+    assert state.is_ejected(11.0)
+    lifted = uneject_on_probe(state, 11.0)
+    assert not lifted.is_ejected(11.0)
+    assert lifted.ejections == 1  # the next ejection still doubles (60 s)
+    again = record_failure(record_failure(lifted, 12.0, policy), 12.0, policy)
+    assert again.ejected_until - 12.0 == pytest.approx(60.0)
+    assert uneject_on_probe(OutlierState(), 5.0) == OutlierState()  # nothing to lift
 
 
 def test_weights_split_traffic_within_a_group() -> None:

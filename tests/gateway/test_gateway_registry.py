@@ -1,40 +1,55 @@
 """Registry mode end to end: a real registry (SQLite in tmp_path, the real TrustService,
-the gRPC control plane with mTLS) and two registry-mode gateways on loopback.
+the registry service, the gRPC control plane with mTLS) and registry-mode gateways on
+loopback.
 
-east imports demo/echo from west. west's gateway terminates mTLS (its SVID from the
-registry) and routes to a local echo server from its --local-routes file; east's
-gateway follows the Watch, opens an egress listener for the imported port and
-originates mTLS with its own SVID to west's gateway.
+Nothing is written by hand that the registry derives: clusters are created through the
+registry service with their gateway addresses (so the registry writes their Gateway
+records, with locality and trust domain), west's agent exports demo/echo with
+ReportEndpoints, and west's gateway derives its ingress route (terminate, allow list
+from the link) from the Watch's own exports. east's gateway follows its Watch, opens an
+egress listener for the imported port and originates mTLS with its own SVID to west's
+gateway, expecting west's gateway SPIFFE ID. A gateway identity of an unlinked cluster
+is refused by west's ingress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from gateway_pki import EchoServer
+import yaml
+from gateway_pki import PKI, EchoServer, start_echo
 
+from eastwest_gateway.gateway import Gateway as StaticGateway
 from eastwest_gateway.registry_mode import RegistryGateway, RegistryOptions
-from eastwest_gateway.routefile import HostPort, Locality
+from eastwest_gateway.routefile import HostPort, Locality, Mode
 from eastwest_gateway.settings import GatewaySettings
+from federation.client import ControlPlaneClient, EndpointReporter, ExportedService, Identity, join
 from federation.controlplane.server import ControlPlane, start
 from federation.controlplane.settings import Settings
-from federation.model import Cluster, Endpoint, Gateway, Link, Port, ServiceExport
+from federation.model import Cluster, Endpoint, Link, Port, ServiceExport
+from federation.registry.auth import TokenService
+from federation.registry.service import Registry as RegistryService
 from federation.registry.trust import TrustService
 from federation.store import Store, open_store
 from trust_bundle import PassphraseProtector
 
 EAST = Cluster("east", "us-east", "us-east-1a", "east.meshfed.test")
 WEST = Cluster("west", "us-west", "us-west-2a", "west.meshfed.test")
+NORTH = Cluster("north", "eu-north", "eu-north-1a", "north.meshfed.test")  # never linked
 SETTINGS = GatewaySettings(probe_interval=0.2, connect_timeout=1.0, drain_deadline=1.0)
 EAST_GW_ID = "spiffe://east.meshfed.test/meshfed/gateway/east"
+WEST_GW_ID = "spiffe://west.meshfed.test/meshfed/gateway/west"
+NORTH_GW_ID = "spiffe://north.meshfed.test/meshfed/gateway/north"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,10 +77,15 @@ class Registry:
     tmp: Path
     store: Store
     trust: TrustService
+    service: RegistryService
     grpc_port: int
     join_port: int
+    gateway_ports: dict[str, int]  # cluster -> its gateway's port, given to the registry
+    echo_port: int
     plane: ControlPlane | None = None
     gateways: list[RegistryGateway] = field(default_factory=list)
+    clients: list[ControlPlaneClient] = field(default_factory=list)
+    reporters: list[EndpointReporter] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -90,8 +110,6 @@ class Registry:
         ca.write_bytes(await self.trust.bundle_pem())
         local_path = None
         if local is not None:
-            import yaml
-
             local_path = self.tmp / f"{cluster.name}-local.yaml"
             local_path.write_text(yaml.safe_dump(local))
         token = await self.trust.create_join_token(
@@ -112,67 +130,105 @@ class Registry:
         )
 
     async def gateway(self, options: RegistryOptions) -> RegistryGateway:
+        """Start a registry-mode gateway on the port its cluster's record names."""
         gw = RegistryGateway(options)
-        await gw.start(HostPort("127.0.0.1", 0), None)
+        await gw.start(HostPort("127.0.0.1", self.gateway_ports[options.cluster]), None)
         self.gateways.append(gw)
         return gw
 
+    async def identity(self, cluster: Cluster, component: str) -> Identity:
+        return await join(
+            f"127.0.0.1:{self.join_port}",
+            await self.trust.create_join_token(cluster.name, timedelta(hours=1), datetime.now(UTC)),
+            cluster=cluster.name,
+            component=component,
+            trust_domain=cluster.trust_domain,
+            ca_pem=await self.trust.bundle_pem(),
+        )
+
+    async def agent_exports(self, cluster: Cluster, *services: ExportedService) -> None:
+        """The cluster's agent reports its full state over ReportEndpoints; the stream
+        (and so the lease the records live under) stays open until the test ends."""
+        client = ControlPlaneClient(self.address, await self.identity(cluster, "agent"))
+        self.clients.append(client)
+        reporter = client.report_endpoints()
+        self.reporters.append(reporter)
+        await reporter.full_state(services)
+
+    async def link(self, a: str, b: str, **kw: object) -> None:
+        await self.service.create_link(Link(a, b, **kw), "test", datetime.now(UTC))  # type: ignore[arg-type]
+
     async def export(self, name: str, port: int, *addresses: str) -> None:
+        """A west export written straight into the store (as if by west's agent);
+        endpoints on the echo server's port (127.0.0.1 is the echo server)."""
         await self.store.exports.put(
             ServiceExport("west", "demo", name, datetime.now(UTC), (Port(port),))
         )
         for address in addresses:
             await self.store.endpoints.put(
-                Endpoint("west", "demo", name, address, (Port(port),), WEST.zone)
+                Endpoint("west", "demo", name, address, (Port(self.echo_port),), WEST.zone)
             )
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
+async def registry(tmp_path: Path, echo: EchoServer) -> AsyncIterator[Registry]:
     store = await open_store(f"sqlite:///{tmp_path / 'registry.db'}")
     trust = TrustService(store, PassphraseProtector(b"gateway-registry-tests"))
+    service = RegistryService(store, trust, TokenService(store))
     now = datetime.now(UTC)
     await trust.ensure_root(now)
-    for cluster in (EAST, WEST):
-        await store.clusters.create(cluster)
-        await trust.issue_cluster_ca(cluster, now)
-    reg = Registry(tmp_path, store, trust, free_port(), free_port())
+    ports = {c.name: free_port() for c in (EAST, WEST, NORTH)}
+    for cluster in (EAST, WEST, NORTH):
+        # Through the registry service, as `POST /api/v1/clusters` does: the cluster,
+        # its Gateway record and its CA.
+        with_gateway = replace(cluster, gateway_addresses=(f"127.0.0.1:{ports[cluster.name]}",))
+        await service.create_cluster(with_gateway, "test", now)
+    reg = Registry(tmp_path, store, trust, service, free_port(), free_port(), ports, echo.port)
     await reg.start()
     try:
         yield reg
     finally:
         for gw in reg.gateways:
             await gw.stop()
+        for reporter in reg.reporters:
+            with contextlib.suppress(Exception):
+                await reporter.close()
+        for client in reg.clients:
+            await client.close()
         await reg.stop()
         await store.close()
 
 
-def west_local(echo: EchoServer, *services: str) -> dict[str, object]:
-    return {
-        "locality": {"region": WEST.region, "zone": WEST.zone},
-        "routes": [
-            {
-                "sni": f"{svc}.demo.svc.clusterset.local",
-                "backend": f"127.0.0.1:{echo.port}",
-                "mode": "terminate",
-                "allow": [EAST_GW_ID],
-            }
-            for svc in services
-        ],
-    }
+def echo_service(port: int, echo_port: int) -> ExportedService:
+    """demo/echo on service port `port` (named), served by the echo server's port."""
+    ports = (Port(port, name="tcp"),)
+    return ExportedService(
+        ServiceExport("west", "demo", "echo", datetime.now(UTC), ports),
+        (Endpoint("west", "demo", "echo", "127.0.0.1", (Port(echo_port, name="tcp"),), WEST.zone),),
+    )
+
+
+def west_ingress_ready(west: RegistryGateway, port: int, service: str = "echo") -> bool:
+    """west's gateway routes `service`'s `port` (its own Watch is followed separately
+    from east's, so east may open a listener a moment before west routes it)."""
+    assert west.gateway is not None
+    sni = f"{port}.{service}.demo.svc.clusterset.local"
+    return any(r.sni == sni for r in west.gateway.route_file.routes)
+
+
+def west_of(registry: Registry) -> RegistryGateway:
+    return next(g for g in registry.gateways if g.options.cluster == "west")
 
 
 async def federation(registry: Registry, echo: EchoServer) -> tuple[RegistryGateway, int]:
-    """west's gateway up and recorded, west exports demo/echo; returns (east gw, port)."""
-    west = await registry.gateway(await registry.options(WEST, west_local(echo, "echo", "other")))
-    assert west.gateway is not None
-    await registry.store.gateways.put(Gateway("west", (str(west.gateway.ingress.address),)))
-    await registry.store.links.create(Link("east", "west"))
+    """west's gateway up, east imports from west, west's agent exports demo/echo;
+    returns (east's gateway, the service port = east's egress port)."""
+    west = await registry.gateway(await registry.options(WEST, None))
+    await registry.link("east", "west")
     port = free_port()
-    await registry.export("echo", port, "10.1.0.5")
+    await registry.agent_exports(WEST, echo_service(port, echo.port))
     east = await registry.gateway(await registry.options(EAST, None))
-    assert east.gateway is not None
-    await registry.store.gateways.put(Gateway("east", (str(east.gateway.ingress.address),)))
+    await eventually(lambda: west_ingress_ready(west, port))
     return east, port
 
 
@@ -224,7 +280,18 @@ async def test_join_watch_egress_carries_traffic_and_health_reaches_link(
     assert east.identity is not None and east.identity.spiffe_id == EAST_GW_ID
     route = east.desired.route_file.egress[0] if east.desired else None
     assert route is not None and route.sni == f"{port}.echo.demo.svc.clusterset.local"
-    assert [c.name for c in route.clusters] == ["west"]
+    (west_cluster,) = route.clusters
+    assert west_cluster.name == "west"
+    # From west's Gateway record, written by the registry from the cluster.
+    assert west_cluster.spiffe_id == WEST_GW_ID
+    assert west_cluster.locality == Locality(WEST.region, WEST.zone)
+    assert west_cluster.gateways == (HostPort("127.0.0.1", registry.gateway_ports["west"]),)
+    # west's ingress route came from its Watch: own export + east's link.
+    west = west_of(registry)
+    assert west.gateway is not None
+    (ingress,) = west.gateway.route_file.routes
+    assert ingress.mode is Mode.TERMINATE and ingress.allow == (EAST_GW_ID,)
+    assert ingress.backends == (HostPort("127.0.0.1", echo.port),)
 
     async def reachable() -> bool:
         link = (await registry.store.links.get("east/west")).record
@@ -237,6 +304,69 @@ async def test_join_watch_egress_carries_traffic_and_health_reaches_link(
     await eventually(reachable)
 
 
+def client_context(identity: Identity, where: Path) -> ssl.SSLContext:
+    """A TLS client presenting `identity` and verifying against its federation roots."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "svid.pem").write_bytes(identity.chain_pem)
+    (where / "key.pem").write_bytes(identity.key_pem)
+    ctx = ssl.create_default_context(cadata=identity.bundle_pem.decode())
+    ctx.check_hostname = False  # an SVID names a SPIFFE ID, not a host
+    ctx.load_cert_chain(where / "svid.pem", where / "key.pem")
+    return ctx
+
+
+async def tls_exchange(port: int, sni: str, ctx: ssl.SSLContext, payload: bytes) -> bytes:
+    """Send `payload` over TLS; what came back before the gateway closed (or the echo)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=sni)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        got = b""
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            while len(got) < len(payload):
+                chunk = await asyncio.wait_for(reader.read(len(payload) - len(got)), 5)
+                if not chunk:
+                    break
+                got += chunk
+        return got
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def test_west_ingress_refuses_an_unlinked_clusters_gateway(
+    registry: Registry, echo: EchoServer
+) -> None:
+    east, port = await federation(registry, echo)
+    west_port = registry.gateway_ports["west"]
+    sni = f"{port}.echo.demo.svc.clusterset.local"
+    # north is a member of the federation (its SVID chains to the same root) but has
+    # no link with west: west's allow list does not name it.
+    north = await registry.identity(NORTH, "gateway")
+    assert north.spiffe_id == NORTH_GW_ID
+    refused = await tls_exchange(
+        west_port, sni, client_context(north, registry.tmp / "north"), b"let me in"
+    )
+    assert refused == b"" and echo.connections == 0
+    # The same call with east's gateway SVID goes through: it is the allow list.
+    assert east.identity is not None
+    ctx = client_context(east.identity, registry.tmp / "east-direct")
+    assert await tls_exchange(west_port, sni, ctx, b"east is linked") == b"east is linked"
+    assert echo.connections == 1
+    # Linking north (north imports west) adds it to west's allow list.
+    await registry.link("north", "west", bidirectional=False)
+    west = west_of(registry)
+
+    def north_allowed() -> bool:
+        assert west.gateway is not None
+        return any(NORTH_GW_ID in r.allow for r in west.gateway.route_file.routes)
+
+    await eventually(north_allowed)
+    ctx = client_context(north, registry.tmp / "north")
+    assert await tls_exchange(west_port, sni, ctx, b"now linked") == b"now linked"
+
+
 async def test_route_changes_keep_live_connections(registry: Registry, echo: EchoServer) -> None:
     east, port = await federation(registry, echo)
     await eventually(lambda: listening(east, port))
@@ -246,11 +376,13 @@ async def test_route_changes_keep_live_connections(registry: Registry, echo: Ech
 
     # A new endpoint changes the echo listener's candidates; a new export adds a listener.
     other = free_port()
+    # (127.0.0.2 refuses: west's ingress takes its backends in turn and falls over.)
     await registry.store.endpoints.put(
-        Endpoint("west", "demo", "echo", "10.1.0.6", (Port(port),), WEST.zone)
+        Endpoint("west", "demo", "echo", "127.0.0.2", (Port(echo.port, name="tcp"),), WEST.zone)
     )
-    await registry.export("other", other, "10.1.0.7")
+    await registry.export("other", other, "127.0.0.1")
     await eventually(lambda: listening(east, other))
+    await eventually(lambda: west_ingress_ready(west_of(registry), other, "other"))
     assert east.views_applied > applied
     assert east.desired is not None
     echo_route = next(r for r in east.desired.route_file.egress if r.listen.port == port)
@@ -289,9 +421,10 @@ async def test_restart_from_snapshot_without_registry_then_catch_up(
 
     # The registry returns; a change made meanwhile reaches the gateway from its revision.
     newer = free_port()
-    await registry.export("other", newer, "10.1.0.9")
+    await registry.export("other", newer, "127.0.0.1")
     await registry.start()
     await eventually(lambda: listening(restarted, newer), timeout=20)
+    await eventually(lambda: west_ingress_ready(west_of(registry), newer, "other"))
     assert restarted.view.revision > revision
     conn = await open_egress(newer)
     assert await roundtrip(conn, b"caught up") == b"caught up"
@@ -308,12 +441,11 @@ async def http_get(port: int, path: str) -> bytes:
 
 async def test_meshfed_gateway_registry_cli_process(registry: Registry, echo: EchoServer) -> None:
     """`meshfed gateway --registry ...` as a process: joins, opens egress, SIGTERM exits 0."""
-    west = await registry.gateway(await registry.options(WEST, west_local(echo, "echo")))
-    assert west.gateway is not None
-    await registry.store.gateways.put(Gateway("west", (str(west.gateway.ingress.address),)))
-    await registry.store.links.create(Link("east", "west"))
+    west = await registry.gateway(await registry.options(WEST, None))
+    await registry.link("east", "west")
     port = free_port()
-    await registry.export("echo", port, "10.1.0.5")
+    await registry.agent_exports(WEST, echo_service(port, echo.port))
+    await eventually(lambda: west_ingress_ready(west, port))
     opts = await registry.options(EAST, None)
     admin = free_port()
     ca = registry.tmp / "roots.pem"
@@ -373,3 +505,64 @@ async def test_svid_renewed_at_half_life_without_dropping_connections(
     assert await roundtrip(fresh, b"new svid") == b"new svid"
     for _, writer in (live, fresh):
         writer.close()
+
+
+@pytest.mark.parametrize(
+    ("expected", "works"),
+    [
+        ("spiffe://west.meshfed/meshfed/gateway/west", True),
+        ("spiffe://west.meshfed/meshfed/gateway/other", False),
+        ("", True),  # no expectation: the chain alone
+    ],
+)
+async def test_egress_originate_checks_the_upstream_gateway_id(
+    tmp_path: Path, pki: PKI, expected: str, works: bool
+) -> None:
+    """Origination expects the peer gateway's SPIFFE ID (registry mode: from its trust
+    domain); another identity, even one the federation root signed, is refused."""
+    remote = await start_echo(pki.west_gw.server_context())
+    tls = {"cert": str(pki.east_gw.cert), "key": str(pki.east_gw.key), "ca": str(pki.ca)}
+    cluster: dict[str, object] = {
+        "name": "west",
+        "region": "r",
+        "zone": "z",
+        "gateways": [f"127.0.0.1:{remote.port}"],
+    }
+    if expected:
+        cluster["spiffe_id"] = expected
+    doc = {
+        "tls": tls,
+        "locality": {"region": "r", "zone": "z"},
+        "routes": [],
+        "egress": [
+            {
+                "listen": "127.0.0.1:0",
+                "sni": "echo.demo.svc.clusterset.local",
+                "mode": "originate",
+                "clusters": [cluster],
+            }
+        ],
+    }
+    path = tmp_path / "routes.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    gw = StaticGateway("east", path, replace(SETTINGS, probe_interval=60.0))
+    await gw.start(HostPort("127.0.0.1", 0), None)
+    try:
+        addr = gw.egress.address(HostPort("127.0.0.1", 0))
+        reader, writer = await asyncio.open_connection(addr.host, addr.port)
+        writer.write(b"ping")
+        await writer.drain()
+        got = b""
+        with contextlib.suppress(ConnectionError):  # refused: closed or reset
+            got = await asyncio.wait_for(reader.read(4), 5)
+        writer.close()
+        failures = gw.metrics.handshake_failures.labels("egress", "upstream_identity")
+        if works:
+            assert got == b"ping"
+            assert failures._value.get() == 0
+        else:
+            assert got == b""
+            assert failures._value.get() == 1
+    finally:
+        await gw.shutdown()
+        remote.kill()

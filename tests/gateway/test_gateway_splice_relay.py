@@ -28,7 +28,6 @@ from eastwest_gateway.routefile import HostPort
 from eastwest_gateway.settings import GatewaySettings
 from eastwest_gateway.splice_relay import Connection, SpliceRelay, TlsConnection
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "splice"), reason="needs os.splice (Linux)")
 TIMEOUT = 20.0
 
 
