@@ -15,6 +15,7 @@ from federation.cli import (
     check_cmd,
     cluster_cmd,
     context,
+    demo,
     link_cmd,
     serve_cmd,
     status_cmd,
@@ -29,6 +30,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # never pays for the data plane's imports.
 DELEGATED: dict[str, tuple[str, str]] = {
     "gateway": ("eastwest_gateway.main", "run the east-west gateway of one cluster"),
+    "agent": ("discovery_sync.main", "run the sync agent of one cluster (exports, imports, DNS)"),
+    "dns": ("discovery_sync.dns_main", "serve clusterset.local DNS from an imports file"),
 }
 
 
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_cmd.register(sub)
     status_cmd.register(sub)
     trust_cmd.register(sub)
+    demo.register(sub)
     for name, (_, helptext) in DELEGATED.items():
         sub.add_parser(name, help=helptext, add_help=False)
     return parser
