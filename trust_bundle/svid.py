@@ -11,6 +11,8 @@ certificate that failed re-validation.
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -141,8 +143,17 @@ def build_svid_certificate(
     issuer: CertificateAuthority,
     now: datetime,
     lifetime: timedelta = DEFAULT_SVID_LIFETIME,
+    *,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
 ) -> x509.CertificateBuilder:
-    """The build step: an X.509-SVID for ``claim``, never outliving its issuer."""
+    """The build step: an X.509-SVID for ``claim``, never outliving its issuer.
+
+    ``dns_names`` / ``ip_addresses`` add host SANs next to the SPIFFE ID, for a
+    server that clients also reach by host name (the registry's own serving
+    certificate). A URI name constraint does not restrict DNS or IP names
+    (RFC 5280 section 4.2.1.10), so the issuer's constraint still holds.
+    """
     require_aware(now)
     if lifetime <= timedelta(0):
         raise SigningFailed("SVID lifetime must be positive")
@@ -179,11 +190,8 @@ def build_svid_certificate(
             ),
             False,
         )
-        # X509-SVID §2: exactly one URI SAN, the SPIFFE ID.
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(claim.spiffe_id))]),
-            False,
-        )
+        # X509-SVID §2: exactly one URI SAN, the SPIFFE ID (plus any host names).
+        .add_extension(_subject_alt_names(claim.spiffe_id, dns_names, ip_addresses), False)
         # RFC 5280 §4.2.1.1 (AKI required) and §4.2.1.2 (SKI SHOULD in end-entity certs).
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value),
@@ -191,6 +199,18 @@ def build_svid_certificate(
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(claim.public_key), False)
     )
+
+
+def _subject_alt_names(
+    spiffe_id: SpiffeId, dns_names: Sequence[str], ip_addresses: Sequence[str]
+) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(spiffe_id))]
+    names += [x509.DNSName(n) for n in dict.fromkeys(dns_names)]
+    try:
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in dict.fromkeys(ip_addresses)]
+    except ValueError as exc:
+        raise SigningFailed(f"not an IP address: {exc}") from exc
+    return x509.SubjectAlternativeName(names)
 
 
 def validate_issued(

@@ -339,9 +339,7 @@ class TrustService:
         issuer = await self._load_ca(REGISTRY_CA)
         spiffe_id = SpiffeId(self.root_trust_domain, "/meshfed/registry")
         try:
-            creds = issue_server_svid(
-                issuer, spiffe_id, dns_names, ip_addresses, now, common_name=name[:64]
-            )
+            creds = issue_server_svid(issuer, spiffe_id, dns_names, ip_addresses, now)
         except (TrustError, ValueError) as exc:
             raise TrustFailure(f"cannot issue the registry's certificate: {exc}") from exc
         return creds.chain_pem, creds.key_pem(), await self.bundle_pem()

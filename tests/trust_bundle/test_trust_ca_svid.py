@@ -270,6 +270,22 @@ def test_build_sign_validate_are_separate_for_svids(pki, now):
     assert check(pki, cert, now, expected_id=claim.spiffe_id).spiffe_id == claim.spiffe_id
 
 
+def test_serving_svid_carries_host_names_next_to_its_spiffe_id(pki, now):
+    """A server reached by host name (the registry) gets DNS/IP SANs; still a valid SVID."""
+    claim = CsrClaim(gateway_id(TD_A, "a"), generate_key().public_key)
+    builder = build_svid_certificate(
+        claim, pki.a, now, dns_names=["registry.example", "registry.example"],
+        ip_addresses=["127.0.0.1", "::1"],
+    )  # fmt: skip
+    cert = sign_certificate(builder, pki.a.key)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["registry.example"]  # deduplicated
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "::1"]
+    assert check(pki, cert, now, expected_id=claim.spiffe_id).spiffe_id == claim.spiffe_id
+    with pytest.raises(SigningFailed, match="not an IP"):
+        build_svid_certificate(claim, pki.a, now, ip_addresses=["registry.example"])
+
+
 # ------------------------------------------------------------------ validation
 
 
