@@ -19,7 +19,8 @@ import pytest
 from federation.store import Store, open_store
 from tests.servers.postgres import PostgresServer
 
-BACKENDS = ["sqlite", "postgresql", "etcd"]
+# "etcd-3" is the same contract on a 3-member etcd cluster (issue 2: 1 and 3 members).
+BACKENDS = ["sqlite", "postgresql", "etcd", "etcd-3"]
 
 
 def _unique(prefix: str) -> str:
@@ -54,6 +55,20 @@ def etcd_server() -> Iterator[Any]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def etcd_cluster() -> Iterator[Any]:
+    from tests.servers.etcd import EtcdCluster
+
+    cluster = EtcdCluster(3)
+    try:
+        cluster.start()
+    except Exception as exc:
+        cluster.close()
+        pytest.fail(f"cannot start the test 3-member etcd cluster: {exc}", pytrace=False)
+    yield cluster
+    cluster.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL naming an empty store that no other test uses."""
@@ -69,6 +84,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     elif kind == "etcd":
         etcd = request.getfixturevalue("etcd_server")
         yield etcd.url_for(_unique("t"))
+    elif kind == "etcd-3":
+        cluster = request.getfixturevalue("etcd_cluster")
+        yield cluster.client_url(_unique("t"))
     else:  # pragma: no cover - params above are exhaustive
         raise AssertionError(kind)
 
