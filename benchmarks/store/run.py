@@ -30,6 +30,7 @@ class Result:
     batched_eps_per_s: float = 0.0
     raw_list_s: float = 0.0
     snapshot_s: float = 0.0
+    snapshot_cpu_s: float = 0.0  # process CPU (all threads): steadier than wall time
     fanout_local_ms: tuple[float, float] = (0.0, 0.0)
     fanout_remote_ms: tuple[float, float] = (0.0, 0.0)
     bytes_per_endpoint: float = 0.0
@@ -84,17 +85,18 @@ async def batched(store: Store, services: int, per_service: int) -> float:
     return services * per_service / (time.perf_counter() - started)
 
 
-async def snapshot_times(store: Store) -> tuple[float, float, float]:
-    """Raw list, typed first snapshot, and traced bytes per decoded endpoint."""
+async def snapshot_times(store: Store) -> tuple[float, float, float, float]:
+    """Raw list, typed first snapshot (wall and CPU), and traced bytes per decoded endpoint."""
     started = time.perf_counter()
     raw, _ = await store.backend.list(f"{ROOT}endpoints/")
     raw_s = time.perf_counter() - started
     del raw
     gc.collect()
     feed = store.watch(kind="endpoints")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     first = await anext(feed)
     snap_s = time.perf_counter() - started
+    snap_cpu = time.process_time() - cpu
     await feed.aclose()
     assert isinstance(first, TypedSnapshot)
     count = len(first.items)
@@ -107,7 +109,7 @@ async def snapshot_times(store: Store) -> tuple[float, float, float]:
     tracemalloc.stop()
     await feed.aclose()
     del held
-    return raw_s, snap_s, current / max(count, 1)
+    return raw_s, snap_s, snap_cpu, current / max(count, 1)
 
 
 async def fanout(writer: Store, watcher_store: Store) -> tuple[float, float]:
@@ -154,9 +156,12 @@ async def measure(name: str, url: str, services: int, per_service: int) -> Resul
     try:
         result.single_puts_per_s = await single_puts(store, 500)
         result.batched_eps_per_s = await batched(store, services, per_service)
-        result.raw_list_s, result.snapshot_s, result.bytes_per_endpoint = await snapshot_times(
-            store
-        )
+        (
+            result.raw_list_s,
+            result.snapshot_s,
+            result.snapshot_cpu_s,
+            result.bytes_per_endpoint,
+        ) = await snapshot_times(store)
         result.fanout_local_ms = await fanout(store, store)
         result.fanout_remote_ms = await fanout(other, store)
     finally:
@@ -173,6 +178,7 @@ def table(results: list[Result], total: int) -> str:
             "batched ep/s",
             f"raw list {total} s",
             "snapshot s",
+            "snapshot CPU s",
             "snap/raw",
             "fan-out p50/p99 ms (same store)",
             "(other conn)",
@@ -187,6 +193,7 @@ def table(results: list[Result], total: int) -> str:
                 f"{r.batched_eps_per_s:,.0f}",
                 f"{r.raw_list_s:.3f}",
                 f"{r.snapshot_s:.3f}",
+                f"{r.snapshot_cpu_s:.3f}",
                 f"{r.snapshot_s / r.raw_list_s:.1f}x" if r.raw_list_s else "-",
                 "{:.1f} / {:.1f}".format(*r.fanout_local_ms),
                 "{:.1f} / {:.1f}".format(*r.fanout_remote_ms),

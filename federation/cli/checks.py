@@ -66,7 +66,7 @@ async def _feed(backend: Backend, prefix: str) -> str:
     try:
         message = await asyncio.wait_for(first(), FEED_TIMEOUT)
     finally:
-        await feed.aclose()  # type: ignore[attr-defined]
+        await feed.aclose()
     if message.revision != rev:
         raise AssertionError(f"feed gave revision {message.revision}, commit was {rev}")
     return f"write seen by a watcher in {(time.perf_counter() - started) * 1000:.1f} ms"

@@ -9,7 +9,7 @@ package. The histogram is `meshfed_store_request_duration_seconds{operation}`.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram
 
@@ -87,7 +87,7 @@ class TimedBackend(Backend):
     async def lease_revoke(self, lease: int) -> None:
         await self.inner.lease_revoke(lease)
 
-    def watch(self, prefix: str, since: int | None = None) -> AsyncIterator[WatchMessage]:
+    def watch(self, prefix: str, since: int | None = None) -> AsyncGenerator[WatchMessage, None]:
         return self.inner.watch(prefix, since)
 
     async def compact(self, revision: int) -> None:

@@ -14,7 +14,7 @@ same semantics. Typed records live one layer up, in `federation.store.typed`.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -138,7 +138,7 @@ class Backend(abc.ABC):
         """End the lease now, deleting every key attached to it (one revision)."""
 
     @abc.abstractmethod
-    def watch(self, prefix: str, since: int | None = None) -> AsyncIterator[WatchMessage]:
+    def watch(self, prefix: str, since: int | None = None) -> AsyncGenerator[WatchMessage, None]:
         """The change feed under `prefix`.
 
         With `since` None: a `Snapshot`, then every later `Changes` in revision order.

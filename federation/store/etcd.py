@@ -373,7 +373,9 @@ class EtcdBackend(Backend):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closed.wait(), seconds)
 
-    async def watch(self, prefix: str, since: int | None = None) -> AsyncIterator[WatchMessage]:
+    async def watch(
+        self, prefix: str, since: int | None = None
+    ) -> AsyncGenerator[WatchMessage, None]:
         start, end = self._range(prefix)
         backoff = WATCH_BACKOFF_MIN
         last = since

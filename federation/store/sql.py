@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -214,7 +214,9 @@ class SqlBackend(Backend):
 
         return await self._run(self._read(go))
 
-    async def watch(self, prefix: str, since: int | None = None) -> AsyncIterator[WatchMessage]:
+    async def watch(
+        self, prefix: str, since: int | None = None
+    ) -> AsyncGenerator[WatchMessage, None]:
         sub, position = await self._hub.subscribe(prefix, self.revision)
         try:
             covered, first = await self._catch_up(prefix, since, position)

@@ -9,7 +9,7 @@ if someone else wrote in between.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
@@ -250,7 +250,7 @@ class Store:
 
     async def watch(
         self, since: int | None = None, kind: str | None = None
-    ) -> AsyncIterator[FeedMessage]:
+    ) -> AsyncGenerator[FeedMessage, None]:
         """Typed change feed over every kind, or just `kind` (see `Backend.watch`)."""
         prefix = ROOT if kind is None else f"{ROOT}{kind}/"
         async for message in self.backend.watch(prefix, since):
