@@ -10,6 +10,15 @@ the imports file) and the DNS server. The SVID is renewed at half its lifetime.
 
 Nothing here deletes what was written when the registry is unreachable: sinks
 only change on a new view, and a view only comes from the registry.
+
+With leader election (`leader_elect`, the default with Kubernetes) several replicas
+of one cluster's agent run and only the holder of the Lease `meshfed-agent-<cluster>`
+writes: the export stream to the registry, ServiceImports and EndpointSlices,
+ServiceExport conditions. A follower keeps its informers, its registry `Watch`, its
+DNS answers and its imports file (local, per replica) warm, so taking over costs one
+diff. Its Kubernetes client is fenced (`kube.lease.FencedApiClient`): a write is
+refused unless the lease's renew deadline is still ahead, so losing the lease stops
+writes at once, before the leader's tasks are even cancelled.
 """
 
 from __future__ import annotations
@@ -18,10 +27,11 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from discovery_sync.backoff import Backoff
 from discovery_sync.dns.server import DnsServer
@@ -31,9 +41,18 @@ from discovery_sync.imports_file import dump, write_atomic
 from discovery_sync.ipam import DEFAULT_CIDR, parse_cidr
 from discovery_sync.kube import conditions
 from discovery_sync.kube.api import KubeApi, load_client
+from discovery_sync.kube.lease import (
+    DEFAULT_NAMESPACE,
+    FencedApiClient,
+    LeaderElector,
+    LeaseClient,
+    default_identity,
+    lease_name,
+)
 from discovery_sync.kube.sink import KubeSink
 from discovery_sync.kube.source import KubeSource
 from discovery_sync.latest import Latest
+from discovery_sync.leader import Timing
 from discovery_sync.registry_view import export_delta, import_view, slice_targets
 from discovery_sync.sources.kube import NamespaceFilter
 from discovery_sync.sources.poll import watch_static
@@ -74,6 +93,10 @@ class AgentConfig:
     egress_addresses: tuple[str, ...] = ()
     clusterset_cidr: str = DEFAULT_CIDR
     kube_sink: bool = True
+    leader_elect: bool = False  # only with Kubernetes (the Lease lives there)
+    lease_namespace: str = DEFAULT_NAMESPACE
+    identity: str = ""  # default: <hostname>_<pid>
+    lease_timing: Timing = field(default_factory=Timing)
 
 
 def default_join_address(registry: str) -> str:
@@ -93,6 +116,7 @@ class Agent:
         self.kube_api: KubeApi | None = None
         self.kube_source: KubeSource | None = None
         self.kube_sink: KubeSink | None = None
+        self.elector: LeaderElector | None = None
         self.views_applied = 0
         self._gc_frozen = False
 
@@ -103,24 +127,39 @@ class Agent:
         if cfg.dns_listen is not None:
             self.dns = DnsServer(compile_zone(ImportView(cfg.cluster), cfg.locality))
             await self.dns.start(*cfg.dns_listen)
-        tasks = [asyncio.create_task(self._source(), name="source")]
+        tasks: list[asyncio.Task[None]] = []
         try:
+            if cfg.static_file is None:
+                self._connect_kube()
+            tasks.append(asyncio.create_task(self._source(), name="source"))
+            if self.elector is not None:
+                tasks.append(asyncio.create_task(self.elector.run(), name="elect"))
             identity = await self._join()
             async with ControlPlaneClient(cfg.registry, identity) as registry:
                 tasks += [
-                    asyncio.create_task(self._report(registry), name="report"),
                     asyncio.create_task(self._follow(registry), name="follow"),
                     asyncio.create_task(self._renew(registry), name="renew"),
                 ]
-                if self.kube_sink is not None:
-                    tasks.append(asyncio.create_task(self.kube_sink.run_resync(), name="resync"))
+                if self.elector is not None:  # report and resync only while leading
+                    tasks.append(asyncio.create_task(self._leadership(registry), name="lead"))
+                else:
+                    tasks.append(asyncio.create_task(self._report(registry), name="report"))
+                    if self.kube_sink is not None:
+                        tasks.append(
+                            asyncio.create_task(self.kube_sink.run_resync(), name="resync")
+                        )
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
                     task.result()  # a task only ends by failing: raise it
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
+            # the elector last: it releases the Lease once nothing of ours writes
+            ordered = sorted(tasks, key=lambda task: task.get_name() == "elect")
+            for task in ordered:
+                if task.get_name() != "elect":
+                    task.cancel()
+            for task in ordered:
+                if task.get_name() == "elect":
+                    task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
             if self.kube_source is not None:
@@ -152,6 +191,45 @@ class Agent:
 
     # --- exports -----------------------------------------------------------------------
 
+    def _connect_kube(self) -> None:
+        """The Kubernetes clients, the source, and the sink or the elector."""
+        cfg = self.config
+        api_client = load_client(None if cfg.in_cluster else cfg.kubeconfig, cfg.context)
+        if cfg.leader_elect:
+            leases = LeaseClient(
+                api_client,
+                cfg.lease_namespace,
+                lease_name(cfg.cluster),
+                timeout=cfg.lease_timing.renew_deadline,
+            )
+            self.elector = LeaderElector(
+                leases, cfg.identity or default_identity(), cfg.lease_timing
+            )
+            # everything else writes through a client that refuses writes unless leading
+            api_client = FencedApiClient(api_client.configuration, self.elector.fence)
+        self.kube_api = KubeApi(api_client)
+        if cfg.kube_sink and self.elector is None:
+            self.kube_sink = self._new_sink()
+        self.kube_source = _LeaderSource(
+            self.kube_api,
+            self.exports.publish,
+            may_write=self._may_write,
+            cluster=cfg.cluster,
+            default_zone=cfg.locality.zone or "unknown",
+            namespaces=cfg.namespaces,
+        )
+
+    def _new_sink(self) -> KubeSink:
+        cfg = self.config
+        assert self.kube_api is not None
+        return KubeSink(
+            self.kube_api,
+            slice_targets(cfg.cluster, self.watch_view, cfg.egress_addresses, cfg.locality),
+        )
+
+    def _may_write(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
+
     async def _source(self) -> None:
         cfg = self.config
         if cfg.static_file is not None:
@@ -162,22 +240,51 @@ class Agent:
                 default_zone=cfg.locality.zone or "unknown",
             )
             return
-        self.kube_api = KubeApi(
-            load_client(None if cfg.in_cluster else cfg.kubeconfig, cfg.context)
-        )
-        if cfg.kube_sink:
-            self.kube_sink = KubeSink(
-                self.kube_api,
-                slice_targets(cfg.cluster, self.watch_view, cfg.egress_addresses, cfg.locality),
-            )
-        self.kube_source = KubeSource(
-            self.kube_api,
-            self.exports.publish,
-            cluster=cfg.cluster,
-            default_zone=cfg.locality.zone or "unknown",
-            namespaces=cfg.namespaces,
-        )
+        assert self.kube_source is not None
         await self.kube_source.run()
+
+    # --- leadership ------------------------------------------------------------------
+
+    async def _leadership(self, registry: ControlPlaneClient) -> None:
+        """Lead while the elector says so; stop the leader's work the moment it does not."""
+        assert self.elector is not None
+        while True:
+            await self.elector.wait_leading(True)
+            term = asyncio.create_task(self._lead(registry), name="term")
+            lost = asyncio.create_task(self.elector.wait_leading(False), name="lost")
+            try:
+                done, _ = await asyncio.wait({term, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (term, lost):
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+            if term in done and not term.cancelled():
+                term.result()  # the leader's work only ends by failing: raise it
+
+    async def _lead(self, registry: ControlPlaneClient) -> None:
+        """One term: catch the cluster up (conditions, imports), then report and resync."""
+        sink = self._new_sink() if self.config.kube_sink else None
+        self.kube_sink = sink  # a fresh sink relists, so a follower's gap is repaired
+        tasks = [asyncio.create_task(self._report(registry), name="report")]
+        if sink is not None:
+            tasks.append(asyncio.create_task(sink.run_resync(), name="resync"))
+        try:
+            if self.kube_source is not None:
+                await self.kube_source.write_status(None)
+            if sink is not None and self.view is not None:
+                await self._apply_kube(sink, self.view)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            self.kube_sink = None
+            self.reported = frozenset()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
 
     async def _report(self, registry: ControlPlaneClient) -> None:
         backoff = Backoff(initial=0.5, maximum=30.0)
@@ -195,6 +302,8 @@ class Agent:
                     while True:
                         version, new = await self.exports.next(version)
                         upserted, removed = export_delta(sent, new)
+                        if not self._may_write():  # lost the lease: _leadership cancels us
+                            await asyncio.Event().wait()
                         if upserted or removed:
                             await report.delta(_exported(upserted), removed)
                         sent = new
@@ -232,16 +341,21 @@ class Agent:
                 write_atomic(cfg.imports_file, dump(view))
             except SourceError as err:
                 log.error("imports file not written: %s", err)
-        if self.kube_sink is not None:
-            self.kube_sink.targets = slice_targets(
-                cfg.cluster, self.watch_view, cfg.egress_addresses, cfg.locality
-            )
-            try:
-                await self.kube_sink.apply(view)
-            except DiscoveryError as err:
-                log.error("Kubernetes sink: %s (the resync retries)", err)
+        sink = self.kube_sink  # None on a follower: only the leader writes the cluster
+        if sink is not None and self._may_write():
+            await self._apply_kube(sink, view)
         self.views_applied += 1
         self._settle_gc()
+
+    async def _apply_kube(self, sink: KubeSink, view: ImportView) -> None:
+        cfg = self.config
+        sink.targets = slice_targets(
+            cfg.cluster, self.watch_view, cfg.egress_addresses, cfg.locality
+        )
+        try:
+            await sink.apply(view)
+        except DiscoveryError as err:
+            log.error("Kubernetes sink: %s (the resync retries)", err)
 
     def _settle_gc(self) -> None:
         """After the initial sync, exempt what is held from the cyclic GC's scans.
@@ -275,6 +389,22 @@ class Agent:
                 delay = backoff.next()
                 log.warning("SVID renewal failed (%s); retrying in %.1fs", err, delay)
                 await asyncio.sleep(delay)
+
+
+class _LeaderSource(KubeSource):
+    """The Kubernetes source; a follower watches but writes no ServiceExport status.
+
+    (The fenced client would refuse those writes anyway; skipping them keeps a
+    follower's log quiet. A new leader writes every status when its term starts.)
+    """
+
+    def __init__(self, *args: Any, may_write: Callable[[], bool], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.may_write = may_write
+
+    async def write_status(self, keys: set[tuple[str, str]] | None = None) -> None:
+        if self.may_write():
+            await super().write_status(keys)
 
 
 def _exported(services: Iterable[LocalService]) -> list[ExportedService]:

@@ -3,7 +3,13 @@
     meshfed agent --cluster X --registry HOST:PORT --join-token T \\
         --trust-domain TD --registry-ca roots.pem \\
         (--kubeconfig F [--context C] | --in-cluster | --static FILE) \\
-        [--imports-file F] [--dns HOST:PORT]
+        [--imports-file F] [--dns HOST:PORT] \\
+        [--[no-]leader-elect] [--lease-namespace NS] [--identity ID]
+
+With Kubernetes, leader election is on by default: replicas of one cluster's agent
+share the Lease `meshfed-agent-<cluster>` in `--lease-namespace` and only its holder
+writes. With `--static` it is off (and cannot be turned on: the Lease lives in
+Kubernetes); run one static agent per cluster.
 
 Exit status: 0 when stopped by SIGTERM/SIGINT, 1 when the agent cannot go on
 (a refused join token, an unreadable source), 2 for bad usage, naming the value.
@@ -23,6 +29,8 @@ from discovery_sync import cli_common
 from discovery_sync.agent import Agent, AgentConfig, read_ca
 from discovery_sync.errors import DiscoveryError
 from discovery_sync.ipam import DEFAULT_CIDR, parse_cidr
+from discovery_sync.kube.lease import DEFAULT_NAMESPACE, default_identity
+from discovery_sync.leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, Timing
 from discovery_sync.sources.kube import NamespaceFilter
 from discovery_sync.types import Locality
 from federation.errors import FederationError
@@ -102,6 +110,46 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --kubeconfig: export only, write no ServiceImports",
     )
+    le = p.add_argument_group("leader election (Kubernetes; client-go's defaults)")
+    le.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="elect one writing replica per cluster through a Lease "
+        "(default: on with --kubeconfig/--in-cluster, off with --static)",
+    )
+    le.add_argument(
+        "--lease-namespace",
+        type=cli_common.label,
+        default=DEFAULT_NAMESPACE,
+        help=f"namespace of the Lease meshfed-agent-<cluster> (default {DEFAULT_NAMESPACE})",
+    )
+    le.add_argument(
+        "--identity",
+        default=None,
+        help="this replica's holderIdentity (default <hostname>_<pid>)",
+    )
+    le.add_argument(
+        "--leader-elect-lease-duration",
+        type=int,
+        default=LEASE_DURATION,
+        metavar="SECONDS",
+        help=f"how long followers wait before taking an unrenewed lease ({LEASE_DURATION})",
+    )
+    le.add_argument(
+        "--leader-elect-renew-deadline",
+        type=float,
+        default=RENEW_DEADLINE,
+        metavar="SECONDS",
+        help=f"how long the leader may fail to renew before it stops ({RENEW_DEADLINE:g})",
+    )
+    le.add_argument(
+        "--leader-elect-retry-period",
+        type=float,
+        default=RETRY_PERIOD,
+        metavar="SECONDS",
+        help=f"how often replicas read and renew the lease ({RETRY_PERIOD:g})",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -122,6 +170,19 @@ def config_from(args: argparse.Namespace, p: argparse.ArgumentParser) -> AgentCo
         p.error(f"--static: {args.static} does not exist")
     if args.kubeconfig and not os.path.exists(args.kubeconfig):
         p.error(f"--kubeconfig: {args.kubeconfig} does not exist")
+    if args.static and args.leader_elect:
+        p.error("--leader-elect: needs --kubeconfig or --in-cluster (the Lease lives there)")
+    leader_elect = not args.static if args.leader_elect is None else args.leader_elect
+    if args.identity is not None and not args.identity.strip():
+        p.error("--identity: must not be empty")
+    try:
+        timing = Timing(
+            args.leader_elect_lease_duration,
+            args.leader_elect_renew_deadline,
+            args.leader_elect_retry_period,
+        )
+    except ValueError as err:
+        p.error(f"--leader-elect-lease-duration/--renew-deadline/--retry-period: {err}")
     try:
         parse_cidr(args.clusterset_cidr)
         ca = read_ca(args.registry_ca)
@@ -145,6 +206,10 @@ def config_from(args: argparse.Namespace, p: argparse.ArgumentParser) -> AgentCo
         egress_addresses=tuple(args.egress_address),
         clusterset_cidr=args.clusterset_cidr,
         kube_sink=not args.no_kube_sink,
+        leader_elect=leader_elect,
+        lease_namespace=args.lease_namespace,
+        identity=args.identity or default_identity(),
+        lease_timing=timing,
     )
 
 

@@ -1,6 +1,7 @@
 """The resource types the fake API server serves: a registry of group/version/resource.
 
-Built-in types (core/v1, discovery.k8s.io/v1, rbac.authorization.k8s.io/v1) are
+Built-in types (core/v1, discovery.k8s.io/v1, rbac.authorization.k8s.io/v1,
+coordination.k8s.io/v1 Leases) are
 declared here; CRDs are registered from their YAML (the MCS CRDs copied from
 kubernetes-sigs/mcs-api into `crds/`), and their `openAPIV3Schema` validates every
 write, as the API server does for custom resources.
@@ -58,6 +59,7 @@ BUILTIN = (
         namespaced=False,
     ),
     ResourceType("apps", "v1", "deployments", "Deployment", status_subresource=True),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
 )
 
 

@@ -44,8 +44,11 @@ class FakeKube:
         bookmark_interval: float = 1.0,
         types: list[ResourceType] | None = None,
         max_history: int = 100_000,
+        store: Store | None = None,
     ) -> None:
-        self.store = Store(types or default_types(), max_history=max_history)
+        # `store`: serve another FakeKube's objects, as API server replicas share one
+        # etcd; each replica keeps its own request log, so a test can tell clients apart.
+        self.store = store or Store(types or default_types(), max_history=max_history)
         self.bookmark_interval = bookmark_interval
         self.requests: list[tuple[str, str]] = []  # (method, path?query), for assertions
         self._watch_gen = 0

@@ -203,6 +203,8 @@ class Store:
                 del obj[k]
         if rt.plural == "endpointslices" and obj.get("addressType") not in ("IPv4", "IPv6", "FQDN"):
             causes.append(f"addressType: Unsupported value: {obj.get('addressType')!r}")
+        if rt.plural == "leases":
+            causes += _lease_causes(obj)
         if causes:
             raise ApiError(
                 422,
@@ -385,6 +387,60 @@ class Store:
             self.history.clear()
             self.compacted = self.rv
             return self.compacted
+
+
+def _micro_time(field: str, value: Any) -> str:
+    """A `metav1.MicroTime` as the API server stores it: RFC 3339, UTC, 6 digits.
+
+    An unparsable value fails decoding (400), as it does in the API server.
+    """
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            raise ValueError(value)
+    except ValueError:
+        raise ApiError(
+            400, "BadRequest", f"{field}: parsing time {value!r} as RFC 3339 failed"
+        ) from None
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _lease_causes(obj: Obj) -> list[str]:
+    """`coordination.k8s.io/v1` LeaseSpec: decoding (400) then validation (422).
+
+    Mirrors pkg/apis/coordination/validation: leaseDurationSeconds > 0 and
+    leaseTransitions >= 0 when set; times normalised to MicroTime's format.
+    """
+    spec = obj.get("spec")
+    if spec is None:
+        return []
+    if not isinstance(spec, dict):
+        raise ApiError(400, "BadRequest", "spec: expected an object")
+    for field in ("holderIdentity", "strategy", "preferredHolder"):
+        if spec.get(field) is not None and not isinstance(spec[field], str):
+            raise ApiError(400, "BadRequest", f"spec.{field}: expected a string")
+    for field in ("leaseDurationSeconds", "leaseTransitions"):
+        value = spec.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ApiError(400, "BadRequest", f"spec.{field}: expected an integer")
+    for field in ("acquireTime", "renewTime"):
+        if spec.get(field) is not None:
+            spec[field] = _micro_time(f"spec.{field}", spec[field])
+    causes = []
+    duration = spec.get("leaseDurationSeconds")
+    if duration is not None and duration <= 0:
+        causes.append(
+            f"spec.leaseDurationSeconds: Invalid value: {duration}: must be greater than 0"
+        )
+    transitions = spec.get("leaseTransitions")
+    if transitions is not None and transitions < 0:
+        causes.append(
+            f"spec.leaseTransitions: Invalid value: {transitions}: "
+            "must be greater than or equal to 0"
+        )
+    return causes
 
 
 def _spec_part(obj: Mapping[str, Any]) -> Obj:
