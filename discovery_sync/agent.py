@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +62,7 @@ from federation.client import (
     ExportedService,
     Identity,
     RegistryError,
+    RegistryUnavailable,
     WatchView,
     join,
 )
@@ -299,15 +300,19 @@ class Agent:
                     await self._mark_reported(sent)
                     self._settle_gc()
                     backoff.reset()
-                    while True:
-                        version, new = await self.exports.next(version)
-                        upserted, removed = export_delta(sent, new)
-                        if not self._may_write():  # lost the lease: _leadership cancels us
-                            await asyncio.Event().wait()
-                        if upserted or removed:
-                            await report.delta(_exported(upserted), removed)
-                        sent = new
-                        await self._mark_reported(sent)
+                    ended = asyncio.ensure_future(report.ended())
+                    try:
+                        while True:
+                            version, new = await _next_or_end(self.exports.next(version), ended)
+                            upserted, removed = export_delta(sent, new)
+                            if not self._may_write():  # lost the lease: _leadership cancels us
+                                await asyncio.Event().wait()
+                            if upserted or removed:
+                                await report.delta(_exported(upserted), removed)
+                            sent = new
+                            await self._mark_reported(sent)
+                    finally:
+                        ended.cancel()
             except FederationError as err:
                 self.reported = frozenset()
                 delay = backoff.next()
@@ -419,3 +424,21 @@ def read_ca(path: str) -> bytes:
     if b"-----BEGIN CERTIFICATE-----" not in data:
         raise SourceError("--registry-ca", f"{path} holds no PEM certificate")
     return data
+
+
+async def _next_or_end(
+    change: Coroutine[Any, Any, tuple[int, Exports]], ended: asyncio.Future[None]
+) -> tuple[int, Exports]:
+    """The next export change, or the stream's end (raised) if the registry ends it first.
+
+    An idle agent must notice a dead stream at once: its records are held under the
+    stream's lease, and a registry restart would otherwise let them expire for good.
+    """
+    waiting = asyncio.ensure_future(change)
+    pending: set[asyncio.Future[Any]] = {waiting, ended}
+    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    if waiting in done:
+        return waiting.result()
+    waiting.cancel()
+    ended.result()  # raises the stream's FederationError
+    raise RegistryUnavailable("CANCELLED", "the registry ended the export stream")

@@ -281,6 +281,14 @@ class EndpointReporter:
             pb.EndpointReport(services=_states(upserted), removed=[service_ref(k) for k in removed])
         )
 
+    async def ended(self) -> None:
+        """Wait until the registry ends the stream (restart, lease loss) and raise why.
+
+        A reporter with nothing new to send would otherwise only find out at its
+        next write, long after its records' lease expired on the registry.
+        """
+        await self._raise_status()
+
     async def close(self) -> int:
         """End the stream; returns the store revision of the last applied report."""
         try:

@@ -182,3 +182,38 @@ def test_cli_names_bad_values(capsys: pytest.CaptureFixture[str], tmp_path: Path
     with pytest.raises(SystemExit) as exit_:
         agent_main(base[:-2])  # no source
     assert exit_.value.code == 2
+
+
+async def test_idle_agent_re_reports_after_a_registry_restart(
+    reg: Registry, tmp_path: Path
+) -> None:
+    """Regression (e2e drill 5): an agent with nothing new to send must notice the
+    registry ended its stream, or its endpoints expire with the old stream's lease."""
+    from registry_fixture import SETTINGS
+
+    from federation.controlplane.server import start
+
+    west_file = tmp_path / "west.yaml"
+    west_file.write_text(WEST_STATIC)
+    west = Agent(await config(reg, "west", static_file=str(west_file)))
+
+    async def west_endpoints() -> int:
+        return len(await reg.store.endpoints.list("demo/echo/west/"))
+
+    async with running(west):
+        await eventually_async(lambda: west_endpoints(), 2, 15)
+        address = reg.plane.address
+        await reg.plane.stop(0)
+        reg.plane = await start(reg.store, reg.trust, address, settings=SETTINGS)
+        # three lease TTLs later the endpoints must be held by a new stream's lease
+        await asyncio.sleep(3 * SETTINGS.lease_ttl + 1.0)
+        assert await west_endpoints() == 2
+        (endpoint,) = (await reg.store.endpoints.list("demo/echo/west/"))[:1]
+        assert endpoint.lease != 0
+
+
+async def eventually_async(probe: object, want: int, timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await probe() != want:  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.1)
