@@ -16,6 +16,7 @@ from federation.cli import (
     cluster_cmd,
     context,
     demo,
+    install_cmd,
     link_cmd,
     serve_cmd,
     status_cmd,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.register(sub)
     trust_cmd.register(sub)
     demo.register(sub)
+    install_cmd.register(sub)
     for name, (_, helptext) in DELEGATED.items():
         sub.add_parser(name, help=helptext, add_help=False)
     return parser

@@ -1,0 +1,241 @@
+"""The sync agent of one cluster (`meshfed agent --in-cluster`).
+
+ServiceAccount, least-privilege RBAC, the MCS CRDs, a one-replica Deployment and
+the `meshfed-dns` Service CoreDNS forwards `clusterset.local` to.
+
+RBAC is exactly what `discovery_sync/kube` calls (tests/install checks it against the
+requests the agent's source and sink make to the fake API server):
+
+- reads, cluster-wide (the informers list and watch every namespace unless one is
+  selected; the sink lists its managed objects across namespaces): `READ_RULES`;
+- writes (ServiceImports, EndpointSlices, ServiceExport and ServiceImport status):
+  `WRITE_RULES`, cluster-wide, or with `--agent-namespace` only in those namespaces
+  (RoleBindings to the ClusterRole).
+
+- leader election: the Lease `meshfed-agent-<cluster>` in the install namespace
+  (`LEASE_RULES`, a Role there: get, create, update; `discovery_sync/kube/lease.py`).
+
+Only the Lease holder writes, so a rolling update (a new pod next to the old one)
+is safe. One replica by default: each replica spends its own single-use join token
+(docs/kubernetes.md, "Known limitations").
+"""
+
+from __future__ import annotations
+
+from importlib import resources as importlib_resources
+from typing import Any
+
+import yaml
+
+from federation.install.common import (
+    DNS_PORT,
+    REGISTRY_CA_DIR,
+    Obj,
+    Options,
+    container_security,
+    join_token_env,
+    labels,
+    meta,
+    obj,
+    pod_security,
+    registry_ca_volume,
+    resources,
+    selector,
+    service_account,
+    tcp_probe,
+    tmp_volume,
+)
+
+NAME = "meshfed-agent"
+DNS_SERVICE = "meshfed-dns"
+MCS = "multicluster.x-k8s.io"
+RBAC = "rbac.authorization.k8s.io"
+
+Rule = tuple[str, str, tuple[str, ...]]  # (apiGroup, resource, verbs)
+
+READ_RULES: tuple[Rule, ...] = (
+    ("", "services", ("list", "watch")),
+    ("discovery.k8s.io", "endpointslices", ("list", "watch")),
+    (MCS, "serviceexports", ("get", "list", "watch")),
+    (MCS, "serviceimports", ("list",)),
+)
+LEASE_RULES: tuple[Rule, ...] = (("coordination.k8s.io", "leases", ("create", "get", "update")),)
+DEFAULT_LEASE_NAMESPACE = "meshfed-system"  # the agent's --lease-namespace default
+WRITE_RULES: tuple[Rule, ...] = (
+    ("discovery.k8s.io", "endpointslices", ("create", "delete", "update")),
+    (MCS, "serviceexports/status", ("update",)),
+    (MCS, "serviceimports", ("create", "delete", "update")),
+    (MCS, "serviceimports/status", ("update",)),
+)
+
+
+def agent_labels(opts: Options) -> dict[str, str]:
+    return labels(opts, NAME, "agent")
+
+
+def crds() -> list[Obj]:
+    """The MCS CRDs (kubernetes-sigs/mcs-api, Apache-2.0), as shipped in `crds/`."""
+    folder = importlib_resources.files("federation.install").joinpath("crds")
+    out: list[Obj] = []
+    for name in ("serviceexports", "serviceimports"):
+        text = folder.joinpath(f"{MCS}_{name}.yaml").read_text(encoding="utf-8")
+        loaded: Any = yaml.safe_load(text)
+        out.append(loaded)
+    return out
+
+
+def license_header() -> str:
+    """The CRD files' leading comment (their copyright and Apache-2.0 notice)."""
+    folder = importlib_resources.files("federation.install").joinpath("crds")
+    text = folder.joinpath(f"{MCS}_serviceexports.yaml").read_text(encoding="utf-8")
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _rules(rules: tuple[Rule, ...]) -> list[Obj]:
+    return [
+        {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+        for group, resource, verbs in rules
+    ]
+
+
+def rbac(opts: Options) -> list[Obj]:
+    lbls = agent_labels(opts)
+    subject = [{"kind": "ServiceAccount", "name": NAME, "namespace": opts.namespace}]
+    # ClusterRoles are cluster-wide: name them per namespace so two installs coexist.
+    read, write = f"{NAME}-read-{opts.namespace}", f"{NAME}-write-{opts.namespace}"
+    out = [
+        obj(f"{RBAC}/v1", "ClusterRole", meta(read, lbls), rules=_rules(READ_RULES)),
+        obj(f"{RBAC}/v1", "ClusterRole", meta(write, lbls), rules=_rules(WRITE_RULES)),
+        obj(
+            f"{RBAC}/v1",
+            "ClusterRoleBinding",
+            meta(read, lbls),
+            roleRef={"apiGroup": RBAC, "kind": "ClusterRole", "name": read},
+            subjects=subject,
+        ),
+    ]
+    if not opts.watch_namespaces:
+        out.append(
+            obj(
+                f"{RBAC}/v1",
+                "ClusterRoleBinding",
+                meta(write, lbls),
+                roleRef={"apiGroup": RBAC, "kind": "ClusterRole", "name": write},
+                subjects=subject,
+            )
+        )
+    lease = f"{NAME}-leader-election"
+    out += [
+        obj(f"{RBAC}/v1", "Role", meta(lease, lbls, opts.namespace), rules=_rules(LEASE_RULES)),
+        obj(
+            f"{RBAC}/v1",
+            "RoleBinding",
+            meta(lease, lbls, opts.namespace),
+            roleRef={"apiGroup": RBAC, "kind": "Role", "name": lease},
+            subjects=subject,
+        ),
+    ]
+    for ns in opts.watch_namespaces:
+        out.append(
+            obj(
+                f"{RBAC}/v1",
+                "RoleBinding",
+                meta(write, lbls, ns),
+                roleRef={"apiGroup": RBAC, "kind": "ClusterRole", "name": write},
+                subjects=subject,
+            )
+        )
+    return out
+
+
+def render(opts: Options) -> list[Obj]:
+    assert opts.cluster is not None
+    lbls = agent_labels(opts)
+    sel = selector(lbls)
+    ns = opts.namespace
+    args = [
+        "agent",
+        f"--cluster={opts.cluster}",
+        f"--registry={opts.registry_address}",
+        f"--trust-domain={opts.cluster_trust_domain}",
+        f"--registry-ca={REGISTRY_CA_DIR}/roots.pem",
+        "--in-cluster",
+        f"--dns=0.0.0.0:{DNS_PORT}",
+    ]
+    if opts.namespace != DEFAULT_LEASE_NAMESPACE:  # leader election is on by default
+        args.append(f"--lease-namespace={opts.namespace}")
+    if opts.region and opts.zone:
+        args += [f"--region={opts.region}", f"--zone={opts.zone}"]
+    args += [f"--namespace={n}" for n in opts.watch_namespaces]
+    tmp, tmp_mount = tmp_volume()
+    ca, ca_mount = registry_ca_volume()
+    container: Obj = {
+        "name": "agent",
+        "image": opts.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "env": [join_token_env("agent")],
+        "ports": [
+            {"name": "dns-udp", "containerPort": DNS_PORT, "protocol": "UDP"},
+            {"name": "dns-tcp", "containerPort": DNS_PORT, "protocol": "TCP"},
+        ],
+        "resources": resources("100m", "128Mi", "1", "512Mi"),
+        # The agent has no HTTP health endpoint: its DNS server's TCP listener
+        # answers as long as the process runs.
+        "livenessProbe": tcp_probe("dns-tcp", period=10, failures=3),
+        "readinessProbe": tcp_probe("dns-tcp", period=5, failures=2),
+        "securityContext": container_security(),
+        "volumeMounts": [tmp_mount, ca_mount],
+    }
+    deployment = obj(
+        "apps/v1",
+        "Deployment",
+        meta(NAME, lbls, ns),
+        spec={
+            "replicas": 1,
+            "revisionHistoryLimit": 5,
+            # The new pod starts next to the old one; the Lease keeps one writer.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "selector": {"matchLabels": sel},
+            "template": {
+                "metadata": {"labels": lbls},
+                "spec": {
+                    "serviceAccountName": NAME,
+                    "automountServiceAccountToken": True,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security(),
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    "volumes": [tmp, ca],
+                },
+            },
+        },
+    )
+    dns = obj(
+        "v1",
+        "Service",
+        meta(DNS_SERVICE, lbls, ns),
+        spec={
+            "type": "ClusterIP",
+            "selector": sel,
+            "ports": [
+                {"name": "dns-udp", "port": DNS_PORT, "targetPort": "dns-udp", "protocol": "UDP"},
+                {"name": "dns-tcp", "port": DNS_PORT, "targetPort": "dns-tcp", "protocol": "TCP"},
+            ],
+        },
+    )
+    return [
+        *(crds() if opts.crds else []),
+        service_account(opts, NAME, lbls, automount=True),
+        *rbac(opts),
+        dns,
+        deployment,
+    ]

@@ -1,0 +1,141 @@
+"""The registry (`meshfed serve`): a stateless Deployment over a shared store.
+
+Deployment (N replicas spread across zones) + Service (REST API 9470, gRPC control
+plane 9471, join 9472) + PodDisruptionBudget, and with `--store etcd` the etcd
+cluster of `etcd.py`. Every replica shares one CA-key passphrase
+(`MESHFED_KEY_PASSPHRASE` from the Secret `meshfed-registry`, key `key-passphrase`);
+`--store postgres` reads the DSN from the Secret `meshfed-registry-store`, key `url`
+(`MESHFED_STORE`), so no password is in the manifests.
+"""
+
+from __future__ import annotations
+
+from federation.install import etcd
+from federation.install.common import (
+    API_PORT,
+    DATA_DIR,
+    GRPC_PORT,
+    Obj,
+    Options,
+    container_security,
+    http_probe,
+    labels,
+    meta,
+    obj,
+    pdb,
+    pod_security,
+    prometheus_annotations,
+    resources,
+    selector,
+    service_account,
+    spread,
+    tmp_volume,
+)
+
+NAME = "meshfed-registry"
+PASSPHRASE_SECRET = "meshfed-registry"  # key key-passphrase
+STORE_SECRET = "meshfed-registry-store"  # key url (--store postgres)
+JOIN_PORT = GRPC_PORT + 1
+
+
+def registry_labels(opts: Options) -> dict[str, str]:
+    return labels(opts, NAME, "registry", instance="meshfed")
+
+
+def render(opts: Options) -> list[Obj]:
+    lbls = registry_labels(opts)
+    sel = selector(lbls)
+    ns = opts.namespace
+    args = [
+        "serve",
+        f"--api=0.0.0.0:{API_PORT}",
+        f"--grpc=0.0.0.0:{GRPC_PORT}",
+        f"--data-dir={DATA_DIR}",
+    ]
+    env: list[Obj] = [
+        {
+            "name": "MESHFED_KEY_PASSPHRASE",
+            "valueFrom": {"secretKeyRef": {"name": PASSPHRASE_SECRET, "key": "key-passphrase"}},
+        },
+    ]
+    tmp, tmp_mount = tmp_volume()
+    volumes: list[Obj] = [{"name": "data", "emptyDir": {}}, tmp]
+    mounts: list[Obj] = [{"name": "data", "mountPath": DATA_DIR}, tmp_mount]
+    out: list[Obj] = []
+    if opts.store == "etcd":
+        args.append(f"--store={etcd.store_url(opts)}")
+        volumes.append({"name": "etcd-client", "secret": {"secretName": etcd.CLIENT_SECRET}})
+        mounts.append({"name": "etcd-client", "mountPath": etcd.CLIENT_CERT_DIR, "readOnly": True})
+        out += etcd.render(opts)
+    elif opts.store == "postgres":
+        env.append(
+            {
+                "name": "MESHFED_STORE",
+                "valueFrom": {"secretKeyRef": {"name": STORE_SECRET, "key": "url"}},
+            }
+        )
+    else:
+        args.append(f"--store={opts.store.removeprefix('external:')}")
+    container: Obj = {
+        "name": "registry",
+        "image": opts.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "env": env,
+        "ports": [
+            {"name": "http-api", "containerPort": API_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "grpc-join", "containerPort": JOIN_PORT, "protocol": "TCP"},
+        ],
+        "resources": resources("100m", "256Mi", "1", "1Gi"),
+        "startupProbe": http_probe("/healthz", "http-api", period=2, failures=60),
+        "livenessProbe": http_probe("/healthz", "http-api"),
+        "readinessProbe": http_probe("/readyz", "http-api", period=5),
+        "securityContext": container_security(),
+        "volumeMounts": mounts,
+    }
+    deployment = obj(
+        "apps/v1",
+        "Deployment",
+        meta(NAME, lbls, ns),
+        spec={
+            "replicas": opts.replicas,
+            "revisionHistoryLimit": 5,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "selector": {"matchLabels": sel},
+            "template": {
+                "metadata": {"labels": lbls, "annotations": prometheus_annotations(API_PORT)},
+                "spec": {
+                    "serviceAccountName": NAME,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security(),
+                    # The REST API drains for up to 20 s on SIGTERM (docs/api.md).
+                    "terminationGracePeriodSeconds": 30,
+                    "topologySpreadConstraints": spread(sel, "ScheduleAnyway"),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    )
+    service_spec: Obj = {
+        "type": opts.registry_service,
+        "selector": sel,
+        "ports": [
+            {"name": "http-api", "port": API_PORT, "targetPort": "http-api", "protocol": "TCP"},
+            {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
+            {"name": "grpc-join", "port": JOIN_PORT, "targetPort": "grpc-join", "protocol": "TCP"},
+        ],
+    }
+    service = obj("v1", "Service", meta(NAME, lbls, ns), spec=service_spec)
+    return [
+        service_account(opts, NAME, lbls, automount=False),
+        *out,
+        service,
+        deployment,
+        pdb(opts, NAME, lbls),
+    ]
