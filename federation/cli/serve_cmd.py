@@ -29,8 +29,39 @@ def register(sub: Any) -> None:
     p.add_argument("--store", type=store_url, default=None, help="default: SQLite in the data dir")
     p.add_argument("--data-dir", type=Path, default=None, help="default: $MESHFED_DATA_DIR")
     p.add_argument("--api", type=host_port, default=host_port(DEFAULT_API), metavar="HOST:PORT")
-    p.add_argument("--grpc", type=host_port, default=host_port(DEFAULT_GRPC), metavar="HOST:PORT")
+    p.add_argument(
+        "--grpc",
+        type=host_port,
+        default=host_port(DEFAULT_GRPC),
+        metavar="HOST:PORT",
+        help="gRPC control plane (mTLS); the Join service listens on PORT+1",
+    )
+    p.add_argument(
+        "--server-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a DNS name or IP agents and gateways dial (e.g. a Service or load balancer); "
+        "put in the control plane's certificate (repeatable)",
+    )
+    p.add_argument(
+        "--lease-ttl",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how long a vanished agent's endpoints outlive its stream (default 15)",
+    )
     p.set_defaults(handler=_serve)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 1 <= value <= 3600:  # below 1 s keepalives would flood; above 1 h endpoints linger
+        raise argparse.ArgumentTypeError(f"{text!r} is outside 1-3600 seconds")
+    return value
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -44,6 +75,8 @@ def _serve(args: argparse.Namespace) -> int:
         api_port=args.api[1],
         grpc_host=args.grpc[0],
         grpc_port=args.grpc[1],
+        server_names=tuple(args.server_name),
+        **({"lease_ttl": args.lease_ttl} if args.lease_ttl is not None else {}),
     )
     try:
         return run(config)

@@ -86,16 +86,22 @@ def join_address(listen: str, settings: Settings) -> str:
 
 
 def certificate_names(host: str, extra: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """(DNS names, IP addresses) for the serving certificate; wildcard hosts add nothing."""
-    dns, ips = list(extra), []
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        if host and host not in dns:
-            dns.append(host)
-    else:
-        if not ip.is_unspecified:
-            ips.append(str(ip))
+    """(DNS names, IP addresses) for the serving certificate; wildcard hosts add nothing.
+
+    `extra` may mix both (`--server-name`): an IP written as a DNS SAN would never
+    match, because TLS clients compare IPs only against IP SANs (RFC 6125 section 3.1.3.2).
+    """
+    dns: list[str] = []
+    ips: list[str] = []
+    for name in (*extra, host):
+        try:
+            ip = ipaddress.ip_address(name)
+        except ValueError:
+            if name and name not in dns:
+                dns.append(name)
+        else:
+            if not ip.is_unspecified and str(ip) not in ips:
+                ips.append(str(ip))
     return dns, ips
 
 

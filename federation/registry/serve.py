@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import secrets
@@ -19,12 +18,14 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry
 
 from federation.api import create_app
+from federation.controlplane.server import ControlPlane
+from federation.controlplane.server import start as start_grpc
+from federation.controlplane.settings import DEFAULT_LEASE_TTL, Settings
 from federation.registry.auth import TokenService
 from federation.registry.service import Registry
 from federation.registry.timing import TimedBackend
@@ -53,6 +54,10 @@ class ServeConfig:
     api_port: int = 9470
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 9471
+    # Extra DNS names / IPs in the control plane's certificate: the names agents and
+    # gateways dial (a Kubernetes Service, a load balancer), checked by TLS.
+    server_names: tuple[str, ...] = ()
+    lease_ttl: float = DEFAULT_LEASE_TTL
 
 
 def load_protector(data_dir: Path) -> PassphraseProtector:
@@ -109,22 +114,17 @@ class DrainingServer(uvicorn.Server):
                 self._captured_signals.clear()
 
 
-async def start_control_plane(registry: Registry, config: ServeConfig) -> Any:
-    """HOOK: start the gRPC control plane next to the REST API.
-
-    The control plane's owner exposes `federation.controlplane.server.start(...)`;
-    until that module exists the registry runs REST only. Returns an object with
-    an async `stop()`, or None.
-    """
-    try:
-        server = importlib.import_module("federation.controlplane.server")
-    except ImportError:
-        log.warning("gRPC control plane not available; serving the REST API only")
-        return None
-    return await server.start(
+async def start_control_plane(registry: Registry, config: ServeConfig) -> ControlPlane:
+    """The gRPC control plane next to the REST API, on the same store and trust."""
+    settings = Settings(
+        lease_ttl=config.lease_ttl,
+        server_names=("localhost", *config.server_names),
+    )
+    return await start_grpc(
         store=registry.store,
         trust=registry.trust,
         listen=f"{config.grpc_host}:{config.grpc_port}",
+        settings=settings,
     )
 
 
