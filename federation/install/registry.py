@@ -51,6 +51,9 @@ def render(opts: Options) -> list[Obj]:
         f"--api=0.0.0.0:{API_PORT}",
         f"--grpc=0.0.0.0:{GRPC_PORT}",
         f"--data-dir={DATA_DIR}",
+        # the names agents and gateways dial must be in the control plane certificate
+        f"--server-name={NAME}.{opts.namespace}.svc",
+        f"--server-name={NAME}.{opts.namespace}.svc.cluster.local",
     ]
     env: list[Obj] = [
         {
