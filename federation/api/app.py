@@ -17,6 +17,7 @@ from federation.api import errors
 from federation.api.metrics import ApiMetrics, MetricsMiddleware
 from federation.api.routes_admin import router as admin_router
 from federation.api.routes_clusters import router as clusters_router
+from federation.api.routes_exports import router as exports_router
 from federation.api.routes_health import router as health_router
 from federation.api.routes_links import router as links_router
 from federation.api.routes_services import router as services_router
@@ -53,6 +54,7 @@ def create_app(
     errors.install(app)
     for router in (
         clusters_router,
+        exports_router,
         links_router,
         services_router,
         admin_router,

@@ -10,6 +10,7 @@ from federation.api.auth import Reader, Reg
 from federation.api.common import Continue, Limit, existing_name, page
 from federation.api.schemas import GatewayOut, Page, ServiceDetail, ServiceOut, TopologyOut
 from federation.api.views import gateway_out, service_detail, service_out, topology_out
+from federation.registry import pages
 
 router = APIRouter(prefix="/api/v1", tags=["services"])
 
@@ -23,10 +24,15 @@ async def list_services(
     limit: Limit = 100,
     continue_: Continue = None,
 ) -> dict[str, Any]:
+    """Exported services in key order, paged at the store (a page reads about `limit`
+    exports, however many the federation holds)."""
     if namespace is not None:
         namespace = existing_name("namespaces", namespace)
-    items = [service_out(s) for s in await registry.list_services(cluster, namespace)]
-    return page(items, lambda s: f"{s['namespace']}/{s['name']}", limit, continue_)
+    after = pages.decode_token(continue_) if continue_ else None
+    found, more = await registry.list_services_page(cluster, namespace, after, limit)
+    items = [service_out(s) for s in found]
+    last = f"{found[-1].service}" if found else None
+    return {"items": items, "continue": pages.encode_token(last) if more and last else None}
 
 
 @router.get("/services/{namespace}/{name}", response_model=ServiceDetail)

@@ -14,6 +14,7 @@ same semantics. Typed records live one layer up, in `federation.store.typed`.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -110,6 +111,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
         """Every live key starting with `prefix` (sorted by key) and the revision it reflects."""
+
+    async def list_page(self, prefix: str, start: str, limit: int) -> builtins.list[KeyValue]:
+        """At most `limit` live keys starting with `prefix`, from `start` (inclusive; at
+        least `prefix`) in key order: one page of a list, read as a key range.
+
+        This default filters `list`; backends override it with a ranged, limited read
+        so a page costs what the page holds, not what the whole prefix holds.
+        """
+        items, _ = await self.list(prefix)
+        return [kv for kv in items if kv.key >= start][:limit]
 
     @abc.abstractmethod
     async def commit(self, ops: Sequence[Op]) -> int:

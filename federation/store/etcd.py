@@ -190,6 +190,18 @@ class EtcdBackend(Backend):
                 if "compacted" not in etcd_conn.rpc_detail(exc.__cause__ or exc):
                     raise
 
+    async def list_page(self, prefix: str, start: str, limit: int) -> KVList:
+        first, end = self._range(prefix)
+        key = max(first, self._key(start))
+        if end != b"\0" and key >= end:
+            return []
+        resp = await self._call(
+            "list",
+            lambda: self._kv.get(key, end, limit=limit, timeout=self._timeout),
+        )
+        n = len(self._ns)
+        return [_kv(n, kv) for kv in resp.kvs]
+
     async def _list_at(self, start: bytes, end: bytes) -> tuple[KVList, int]:
         out: KVList = []
         revision = 0

@@ -156,6 +156,9 @@ class SqlBackend(Backend):
     async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
         return await self._run(self._read(lambda c: sql_txn.list_prefix(c, prefix)))
 
+    async def list_page(self, prefix: str, start: str, limit: int) -> builtins.list[KeyValue]:
+        return await self._run(self._read(lambda c: sql_txn.list_page(c, prefix, start, limit)))
+
     async def commit(self, ops: Sequence[Op]) -> int:
         ops = list(ops)
         revision, events = await self._run(

@@ -69,6 +69,27 @@ def list_prefix(conn: Connection, prefix: str) -> tuple[list[KeyValue], int]:
     return items, revision
 
 
+def list_page(conn: Connection, prefix: str, start: str, limit: int) -> list[KeyValue]:
+    """At most `limit` live keys under `prefix` from `start` on, in key order (an index
+    range scan on the primary key)."""
+    query = (
+        select(
+            records.c.key,
+            records.c.value,
+            records.c.create_revision,
+            records.c.mod_revision,
+            records.c.lease,
+        )
+        .where(records.c.key >= max(start, prefix).encode())
+        .order_by(records.c.key)
+        .limit(limit)
+    )
+    if prefix:
+        query = query.where(records.c.key < prefix_end(prefix).encode())
+    rows = conn.execute(query)
+    return [KeyValue(k.decode(), bytes(v), c, m, lease) for k, v, c, m, lease in rows]
+
+
 def _check(op: Op, current: KeyValue | None) -> None:
     if isinstance(op, Put):
         if op.expect == ABSENT and current is not None:

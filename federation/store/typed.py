@@ -9,6 +9,7 @@ if someone else wrote in between.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
@@ -27,6 +28,7 @@ from federation.model import (
     JoinToken,
     Link,
     Record,
+    RootRotation,
     ServiceExport,
     TrustDomain,
     endpoint_prefix,
@@ -175,6 +177,11 @@ class Collection(Generic[R]):
         items, _ = await self._backend.list(self._key(prefix))
         return [self._wrap(kv) for kv in items]
 
+    async def list_page(self, prefix: str, start: str, limit: int) -> builtins.list[Versioned[R]]:
+        """At most `limit` records whose keys start with `prefix`, from key `start` on."""
+        items = await self._backend.list_page(self._key(prefix), self._key(start), limit)
+        return [self._wrap(kv) for kv in items]
+
 
 class Store:
     """The registry's state: one collection per record kind, leases, and the feed."""
@@ -191,6 +198,7 @@ class Store:
         self.join_tokens = Collection(backend, JoinToken)
         self.cas = Collection(backend, CaMaterial)
         self.events = Collection(backend, AuditEvent)
+        self.rotations = Collection(backend, RootRotation)
 
     async def replace_endpoints(
         self,

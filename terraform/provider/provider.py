@@ -18,6 +18,7 @@ from terraform.provider.client import Client
 from terraform.provider.cluster import ClusterResource
 from terraform.provider.common import Diagnostics, is_unknown
 from terraform.provider.datasources import ClusterData, ServicesData, TrustBundleData
+from terraform.provider.export import ServiceExportResource
 from terraform.provider.link import LinkResource
 
 # The address Terraform knows the provider by (`source = "meshfed/meshfed"`).
@@ -106,7 +107,7 @@ class MeshfedProvider:
         return [ClusterData, TrustBundleData, ServicesData]
 
     def get_resources(self) -> list[type[Any]]:
-        return [ClusterResource, LinkResource]
+        return [ClusterResource, LinkResource, ServiceExportResource]
 
     def new_resource(self, klass: type[Any]) -> Any:
         return klass(self)

@@ -214,8 +214,8 @@ def test_bad_cluster_name_fails_with_the_api_message(
 def seed_export(store_url: str, cluster: str, namespace: str, name: str, port: int) -> None:
     """Write a service export into the registry's store, as an agent's report would.
 
-    The REST API has no export-write endpoint (exports come from agents over gRPC),
-    so the test writes the record the control plane would have written.
+    The record the control plane writes for an agent's report (static exports through
+    the REST API are tests/terraform/test_terraform_export.py's).
     """
     from federation.model import ServiceExport
     from federation.model.base import Port
