@@ -214,6 +214,74 @@ class TopologyOut(BaseModel):
     edges: list[EdgeOut]
 
 
+# -- static exports (VMs, static clusters) ---------------------------------------------
+
+# etcd's default --max-txn-ops is 128 and a static export is one transaction (export,
+# endpoints, audit event): docs/store.md says how to raise it; past this many, use an agent.
+MAX_STATIC_ENDPOINTS = 1000
+MAX_PORT = 65535
+
+
+class PortIn(Input):
+    port: int = Field(ge=1, le=MAX_PORT)
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    name: str = Field("", description="RFC 1123 label; needed when the service has several ports")
+    app_protocol: str = ""
+
+
+class EndpointPortIn(Input):
+    """An endpoint's target port for the service port named `name`."""
+
+    port: int = Field(ge=1, le=MAX_PORT)
+    name: str = Field("", description="the service port's name ('' for a one-port service)")
+
+
+class StaticEndpointIn(Input):
+    address: str = Field(description="IPv4/IPv6 address or DNS name")
+    port: int | None = Field(
+        default=None, ge=1, le=MAX_PORT, description="target port of the service's only port"
+    )
+    ports: list[EndpointPortIn] | None = Field(
+        default=None, description="target ports by service port name (instead of `port`)"
+    )
+    zone: str | None = Field(default=None, description="default: the cluster's zone")
+    ready: bool = True
+    weight: int = Field(default=1, ge=0, le=1_000_000)
+
+
+class ExportIn(Input):
+    """A static export: the whole desired state (ports, scope, every endpoint)."""
+
+    ports: list[PortIn] = Field(min_length=1)
+    scope: list[str] = Field(
+        default_factory=list, description="clusters that may import it; empty: every cluster"
+    )
+    endpoints: list[StaticEndpointIn] = Field(default_factory=list, max_length=MAX_STATIC_ENDPOINTS)
+    revision: int | None = Field(
+        default=None, ge=1, le=MAX_REVISION, description="expected revision (or If-Match)"
+    )
+
+
+class StaticEndpointOut(EndpointOut):
+    zone: str
+
+
+class ExportDetail(BaseModel):
+    """One cluster's export of one service with that cluster's endpoints for it."""
+
+    cluster: str
+    namespace: str
+    name: str
+    created: datetime
+    ports: list[PortOut]
+    scope: list[str]
+    endpoints: list[StaticEndpointOut]
+    managed_by: Literal["static", "agent"] = Field(
+        description="`agent`: held under the cluster agent's lease (read-only here)"
+    )
+    revision: int
+
+
 # -- audit, tokens, health ------------------------------------------------------------
 
 
@@ -249,6 +317,81 @@ class NewTokenOut(TokenOut):
 class Status(BaseModel):
     status: str
     revision: int | None = None
+
+
+# -- root rotation (docs/trust.md, runbook) -------------------------------------------
+
+
+class RotationIn(Input):
+    action: Literal["prepare", "activate", "retire", "abort"]
+    force: bool = Field(
+        default=False,
+        description="activate before propagation completes / retire before one SVID "
+        "lifetime after activate; never skips the intermediate check of retire",
+    )
+
+
+class RootOut(BaseModel):
+    fingerprint_sha256: str
+    subject: str
+    not_before: datetime
+    not_after: datetime
+
+
+class RotationBundleOut(BaseModel):
+    trust_domain: str
+    sequence: int
+    roots: list[str] = Field(description="SHA-256 fingerprints of the bundle's roots")
+    has_current: bool
+    has_next: bool
+
+
+class RotationIntermediateOut(BaseModel):
+    name: str
+    trust_domain: str | None
+    root: Literal["current", "next", "unknown"]
+    not_after: datetime
+
+
+class PropagationOut(BaseModel):
+    complete: bool
+    reason: str
+    waited_seconds: int
+    required_seconds: int
+    pending: list[str]
+    reports_wired: bool = Field(
+        description="false: clusters do not report bundle sequences yet, so propagation "
+        "completes after 3 x the refresh hint only"
+    )
+
+
+class RotationCheckOut(BaseModel):
+    name: str
+    ok: bool
+    detail: str
+
+
+class RotationOut(BaseModel):
+    stage: Literal["stable", "propagating", "active"]
+    stage_since: datetime
+    sequence: int
+    refresh_hint_seconds: int
+    signing_root: Literal["current", "next"]
+    current_root: RootOut
+    next_root: RootOut | None
+    propagation: PropagationOut
+    next_action: Literal["prepare", "activate", "retire"]
+    ready: bool = Field(description="whether next_action would succeed now without force")
+    retire_not_before: datetime | None
+    bundles: list[RotationBundleOut]
+    intermediates: list[RotationIntermediateOut]
+    checks: list[RotationCheckOut]
+
+
+class RotationActionOut(BaseModel):
+    action: str
+    message: str
+    rotation: RotationOut
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

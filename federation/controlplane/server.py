@@ -157,13 +157,30 @@ async def _issue(trust: Trust, host: str, settings: Settings, now: Clock) -> _Ce
     return _Certificates(chain, key, bundle)
 
 
+async def _trust_moved(certs: _Certificates, trust: Trust) -> bool:
+    """Did a root rotation change what the server must trust or be issued by?"""
+    bundle = await trust.bundle_pem()
+    issuer = await trust.server_issuer_pem()
+    return bundle != certs.bundle or issuer.strip() not in certs.chain
+
+
 async def _renew(
     certs: _Certificates, trust: Trust, host: str, settings: Settings, now: Clock
 ) -> None:
+    """Re-issue at half lifetime, and within `settings.trust_check` of a root rotation step
+    (a new root in the bundle: accept clients renewed under it; a re-issued registry CA:
+    present a certificate that clients holding only the new root can verify)."""
     while True:
         lifetime = certs.not_after - certs.not_before
         due = certs.not_before + lifetime * SERVER_CERT_RENEW_FRACTION
-        await asyncio.sleep(max(1.0, (due - now()).total_seconds()))
+        wait = min(settings.trust_check, max(0.05, (due - now()).total_seconds()))
+        await asyncio.sleep(wait)
+        try:
+            if now() < due and not await _trust_moved(certs, trust):
+                continue
+        except Exception as exc:  # the store is briefly away: check again next time
+            log.warning("checking the federation trust failed: %s", exc)
+            continue
         try:
             fresh = await _issue(trust, host, settings, now)
         except Exception as exc:  # keep serving the old certificate; try again soon

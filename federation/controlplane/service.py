@@ -69,6 +69,10 @@ class Trust(Protocol):
         self, name: str, dns_names: list[str], ip_addresses: list[str], now: datetime
     ) -> tuple[bytes, bytes, bytes]: ...
 
+    async def bundle_pem(self) -> bytes: ...
+
+    async def server_issuer_pem(self) -> bytes: ...
+
 
 def credentials(chain_pem: bytes, bundle_pem: bytes) -> pb.Credentials:
     leaf = x509.load_pem_x509_certificate(chain_pem)

@@ -48,9 +48,12 @@ class Settings:
     join_listen: str | None = None
     # Names the serving certificate carries besides the listen host.
     server_names: tuple[str, ...] = field(default=("localhost",))
+    # How often the server checks the trust bundle and its issuing CA for a root
+    # rotation step: well inside the rotation's 3 x refresh-hint window (5 min hint).
+    trust_check: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("lease_ttl", "heartbeat", "catchup_timeout"):
+        for name in ("lease_ttl", "heartbeat", "catchup_timeout", "trust_check"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 

@@ -2,10 +2,10 @@
 
 `base` holds value types and the `Record` base, `topology` the federation's shape
 (clusters, links, gateways, trust domains), `services` what clusters export, and
-`access` who may do what (API tokens, join tokens, CA material, audit events).
+`access` who may do what (API tokens, join tokens, CA material, the root rotation, audit events).
 """
 
-from federation.model.access import ApiToken, AuditEvent, CaMaterial, JoinToken
+from federation.model.access import ApiToken, AuditEvent, CaMaterial, JoinToken, RootRotation
 from federation.model.base import Condition, Port, Record
 from federation.model.services import Endpoint, ServiceExport, ServiceKey, endpoint_prefix
 from federation.model.topology import Cluster, Gateway, Link, TrustDomain
@@ -21,6 +21,7 @@ RECORD_KINDS: tuple[type[Record], ...] = (
     JoinToken,
     CaMaterial,
     AuditEvent,
+    RootRotation,
 )
 KIND_BY_NAME: dict[str, type[Record]] = {k.KIND: k for k in RECORD_KINDS}
 
@@ -38,6 +39,7 @@ __all__ = [
     "Link",
     "Port",
     "Record",
+    "RootRotation",
     "ServiceExport",
     "ServiceKey",
     "TrustDomain",

@@ -19,6 +19,8 @@ from federation.model.base import Record, _time
 
 ROLES = ("admin", "editor", "viewer")
 CA_KINDS = ("root", "intermediate")
+# trust_bundle.rotation.Stage values; the record stores the string.
+ROTATION_STAGES = ("stable", "propagating", "active")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # Join token id: 6-32 lowercase hex/alnum, like kubeadm's "[a-z0-9]{6}" token id.
 _TOKEN_ID = re.compile(r"^[a-z0-9]{6,32}$")
@@ -111,6 +113,37 @@ class CaMaterial(Record):
 
     def __repr__(self) -> str:  # never print the sealed key, even encrypted
         return f"CaMaterial(name={self.name!r}, kind={self.kind!r}, not_after={self.not_after})"
+
+
+@dataclass(frozen=True, slots=True)
+class RootRotation(Record):
+    """Where the federation root's staged rotation stands (docs/trust.md, runbook).
+
+    The roots themselves are `CaMaterial` "root" (current) and "root-next" (next);
+    this record holds the rest of `trust_bundle.rotation.RotationState`. Cluster
+    membership is the cluster records; bundle reports are not kept (not wired yet).
+    """
+
+    KIND: ClassVar[str] = "rotations"
+
+    name: str  # "root": the federation has one root, so one record
+    stage: str
+    stage_since: datetime
+    sequence: int = 1  # the state machine's bundle sequence: +1 per bundle change it made
+    refresh_hint_seconds: int = 300  # fixed at prepare: propagation waits 3 x this
+
+    def __post_init__(self) -> None:
+        v.dns1123_label("name", self.name)
+        v.choice("stage", self.stage, ROTATION_STAGES)
+        object.__setattr__(self, "stage_since", _time("stage_since", self.stage_since))
+        for fname in ("sequence", "refresh_hint_seconds"):
+            val = getattr(self, fname)
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValidationError(fname, f"must be a positive integer, got {val!r}")
+
+    @property
+    def key(self) -> str:
+        return self.name
 
 
 @dataclass(frozen=True, slots=True)

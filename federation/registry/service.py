@@ -10,12 +10,12 @@ audit event; every method takes the time and the acting principal's name.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from federation.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from federation.errors import AlreadyExists, Conflict, NotFound, StoreError, ValidationError
 from federation.model import (
     ApiToken,
     AuditEvent,
@@ -28,6 +28,7 @@ from federation.model import (
     Record,
     ServiceExport,
     ServiceKey,
+    endpoint_prefix,
 )
 from federation.model.base import LINK_CONDITIONS
 from federation.model.imports import ServiceImport, imports_for, merge_ports
@@ -35,7 +36,7 @@ from federation.registry import audit
 from federation.registry.auth import TokenService
 from federation.registry.trust import TrustService
 from federation.store import Store, Versioned
-from federation.store.backend import ABSENT, Delete, Op, Put
+from federation.store.backend import ABSENT, Delete, Op, Put, prefix_end
 from federation.store.typed import encode, storage_key
 
 # Fields of a cluster that may change after creation. The name is its identity and
@@ -48,6 +49,11 @@ DEFAULT_JOIN_TTL = timedelta(hours=1)
 MAX_JOIN_TTL = timedelta(days=1)
 # A PATCH whose gateway write lost a race with a health report is retried this often.
 GATEWAY_CAS_ATTEMPTS = 5
+# A static export write that lost a race with another writer of the same service is
+# retried this often before the caller gets the Conflict.
+EXPORT_CAS_ATTEMPTS = 5
+# Exports read per store round trip while filling one page of services.
+SERVICE_PAGE_CHUNK = 1000
 # Why a new link's conditions are Unknown: nothing has probed or synced it yet.
 INITIAL_REASONS = {
     "Ready": ("Pending", "waiting for the other conditions"),
@@ -79,12 +85,150 @@ class Topology:
     gateways: Mapping[str, Gateway]
 
 
+T = TypeVar("T")
+
+
+class HeldByAgent(Conflict):
+    """A static export write met records the cluster's agent holds under its lease.
+
+    Static exports (VMs, static clusters) are written without a lease; an agent's
+    are held under its ReportEndpoints lease and rewritten on every report, so a
+    static write over them would only fight the agent. A 409 instead.
+    """
+
+    def __init__(self, key: str) -> None:
+        StoreError.__init__(
+            self,
+            f"{key} is reported by the cluster's agent (records held under its lease); "
+            "change it at the agent's source, or stop the agent first",
+        )
+        self.key, self.expected, self.actual = key, -1, None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportState:
+    """One cluster's export of one service with that cluster's endpoints for it."""
+
+    export: Versioned[ServiceExport]
+    endpoints: tuple[Versioned[Endpoint], ...]
+
+    @property
+    def leased(self) -> bool:
+        """Held by an agent: the export or an endpoint lives under a lease."""
+        return self.export.lease != 0 or any(ep.lease != 0 for ep in self.endpoints)
+
+
+def _at(prefix: str, make: Callable[..., T], *args: Any) -> T:
+    """`make(*args)`, a ValidationError's field put under `prefix` (`endpoints[1].zone`)."""
+    try:
+        return make(*args)
+    except ValidationError as exc:
+        field = exc.field if exc.field.startswith(prefix) else f"{prefix}.{exc.field}"
+        raise ValidationError(field, exc.message) from None
+
+
+def _endpoint_ports(
+    field: str, spec: Mapping[str, Any], service_ports: tuple[Port, ...]
+) -> tuple[Port, ...]:
+    """An endpoint's ports: `port` (for the service's only port), `ports` matched to the
+    service's by name, or neither (it listens on the service's own ports); protocol and
+    app protocol are the service's. The rules of discovery_sync's static source file."""
+    port, ports = spec.get("port"), spec.get("ports")
+    if port is not None and ports is not None:
+        raise ValidationError(f"{field}.ports", "give either port or ports, not both")
+    if ports is None:
+        if port is None:
+            return service_ports
+        if len(service_ports) > 1:
+            raise ValidationError(
+                f"{field}.port",
+                f"the service has {len(service_ports)} ports: give ports: [{{name, port}}]",
+            )
+        only = service_ports[0]
+        return (_at(f"{field}.port", Port, port, only.protocol, only.name, only.app_protocol),)
+    by_name = {p.name: p for p in service_ports}
+    out: list[Port] = []
+    seen: set[tuple[int, str]] = set()
+    for k, raw in enumerate(ports):
+        pfield = f"{field}.ports[{k}]"
+        name = raw.get("name") or ""
+        svc = by_name.get(name)
+        if svc is None and not name and len(service_ports) == 1:
+            svc = service_ports[0]  # an unnamed port of a one-port service is that port
+        if svc is None:
+            raise ValidationError(f"{pfield}.name", f"{name!r} names none of the service's ports")
+        p = _at(pfield, Port, raw.get("port"), svc.protocol, svc.name, svc.app_protocol)
+        if (p.port, p.protocol) in seen:
+            raise ValidationError(f"{pfield}.port", f"port {p.port}/{p.protocol} listed twice")
+        seen.add((p.port, p.protocol))
+        out.append(p)
+    if not out:
+        raise ValidationError(f"{field}.ports", "an endpoint needs at least one port")
+    return tuple(out)
+
+
+def static_export(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    created: datetime,
+) -> tuple[ServiceExport, tuple[Endpoint, ...]]:
+    """The export and endpoints a static export request describes, every error naming its
+    field (`ports[0].port`, `endpoints[2].address`). `spec` holds `ports`, `scope` and
+    `endpoints` (each `address`, `port` or `ports`, `zone` (default: the cluster's),
+    `ready`, `weight`), as the REST body has them."""
+    ports = tuple(
+        _at(f"ports[{i}]", Port.from_dict, raw) for i, raw in enumerate(spec.get("ports") or ())
+    )
+    if not ports:
+        raise ValidationError("ports", "an export needs at least one port")
+    scope = tuple(spec.get("scope") or ())
+    export = ServiceExport(cluster.name, namespace, name, created, ports, scope)
+    endpoints: dict[str, Endpoint] = {}
+    for j, raw in enumerate(spec.get("endpoints") or ()):
+        field = f"endpoints[{j}]"
+        ep = _at(
+            field,
+            Endpoint,
+            cluster.name,
+            namespace,
+            name,
+            raw.get("address"),
+            _endpoint_ports(field, raw, export.ports),
+            raw.get("zone") or cluster.zone,
+            raw.get("ready", True),
+            raw.get("weight", 1),
+        )
+        if ep.address in endpoints:
+            raise ValidationError(f"{field}.address", f"{ep.address} is listed twice")
+        endpoints[ep.address] = ep
+    return export, tuple(endpoints[a] for a in sorted(endpoints))
+
+
 def _put(record: Record, expect: int | None) -> Put:
     return Put(storage_key(record.KIND, record.key), encode(record), expect)
 
 
 def _delete(kind: str, key: str, expect: int | None = None) -> Delete:
     return Delete(storage_key(kind, key), expect)
+
+
+def _endpoint_ops(held: Sequence[Versioned[Endpoint]], wanted: Sequence[Endpoint]) -> list[Op]:
+    """Make `held` (one service's endpoints in one cluster) into `wanted`, each write
+    conditioned on the revision read: `Store.replace_endpoints`' rule, as ops to commit
+    with the export and the audit event. Unleased (lease 0) throughout."""
+    want = {ep.key: ep for ep in wanted}
+    ops: list[Op] = [
+        _delete(Endpoint.KIND, v.record.key, v.revision) for v in held if v.record.key not in want
+    ]
+    have = {v.record.key: v for v in held}
+    for k, ep in want.items():
+        old = have.get(k)
+        if old is not None and old.record == ep and old.lease == 0:
+            continue
+        ops.append(_put(ep, old.revision if old is not None else ABSENT))
+    return ops
 
 
 def gateway_for(cluster: Cluster, held: Gateway | None) -> Gateway | None:
@@ -308,6 +452,44 @@ class Registry:
             out.append(ServiceSummary(key, ordered, ports, conflicts))
         return sorted(out, key=lambda s: str(s.service))
 
+    async def list_services_page(
+        self, cluster: str | None, namespace: str | None, after: str | None, limit: int
+    ) -> tuple[list[ServiceSummary], bool]:
+        """One page of `list_services`, read from the store as key ranges: at most
+        `limit` services after service `after` (`ns/name`), and whether more follow.
+
+        Services come in the store's key order (`<ns>/<name>/`), so a page costs
+        about `limit` exports rather than every export in the federation; a `cluster`
+        filter may read further to fill the page.
+        """
+        prefix = f"{namespace}/" if namespace else ""
+        start = prefix_end(f"{after.rstrip('/')}/") if after else prefix
+        chunk = min(max(2 * limit, 64), SERVICE_PAGE_CHUNK)
+        out: list[ServiceSummary] = []
+        group: list[ServiceExport] = []
+
+        def close_group() -> None:
+            if group and (cluster is None or any(e.cluster == cluster for e in group)):
+                ports, conflicts = merge_ports(group)
+                ordered = tuple(sorted(group, key=lambda e: (e.created, e.cluster)))
+                out.append(ServiceSummary(group[0].service, ordered, ports, conflicts))
+            group.clear()
+
+        while len(out) <= limit:
+            batch = await self.store.exports.list_page(prefix, start, chunk)
+            for v in batch:
+                e = v.record
+                if group and (group[0].namespace, group[0].name) != (e.namespace, e.name):
+                    close_group()
+                    if len(out) > limit:
+                        break
+                group.append(e)
+            if len(batch) < chunk:
+                close_group()
+                break
+            start = f"{batch[-1].record.key}\0"
+        return out[:limit], len(out) > limit
+
     async def get_service(self, namespace: str, name: str) -> ServiceSummary:
         key = ServiceKey(namespace, name)
         exports = [v.record for v in await self.store.exports.list(f"{namespace}/{name}/")]
@@ -317,6 +499,98 @@ class Registry:
         endpoints = tuple(v.record for v in await self.store.endpoints.list(f"{namespace}/{name}/"))
         ordered = tuple(sorted(exports, key=lambda e: (e.created, e.cluster)))
         return ServiceSummary(key, ordered, ports, conflicts, endpoints)
+
+    # -- static exports (VMs, static clusters): written without a lease ---------------
+
+    async def _export_state(
+        self, cluster: str, namespace: str, name: str
+    ) -> tuple[Versioned[ServiceExport] | None, list[Versioned[Endpoint]]]:
+        export = await self.store.exports.find(f"{namespace}/{name}/{cluster}")
+        endpoints = await self.store.endpoints.list(endpoint_prefix(namespace, name, cluster))
+        return export, endpoints
+
+    async def get_export(self, cluster: str, namespace: str, name: str) -> ExportState:
+        """`cluster`'s export of `namespace/name` with its endpoints (NotFound if either
+        the cluster or the export does not exist)."""
+        await self.store.clusters.get(cluster)
+        export, endpoints = await self._export_state(cluster, namespace, name)
+        if export is None:
+            raise NotFound(f"exports/{namespace}/{name}/{cluster}")
+        return ExportState(export, tuple(endpoints))
+
+    async def put_export(
+        self,
+        cluster: str,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any],
+        revision: int | None,
+        actor: str,
+        now: datetime,
+    ) -> tuple[ExportState, bool]:
+        """Create or replace a static export and its whole endpoint set, in one
+        transaction with its audit event; (the new state, whether it was created).
+
+        Records are written without a lease. HeldByAgent (409) if the cluster's agent
+        holds the export or any endpoint of it under its lease; Conflict if `revision`
+        is given and is not the export's. A re-created export keeps its `created`
+        (the oldest export wins a port conflict). Nothing is written when nothing changes.
+        """
+        held_cluster = (await self.store.clusters.get(cluster)).record
+        static_export(held_cluster, namespace, name, spec, now)  # 422s before any lease check
+        key = f"{namespace}/{name}/{cluster}"
+        for attempt in range(EXPORT_CAS_ATTEMPTS):
+            current, held = await self._export_state(cluster, namespace, name)
+            if (current is not None and current.lease) or any(ep.lease for ep in held):
+                raise HeldByAgent(f"exports/{key}")
+            if revision is not None and (current is None or current.revision != revision):
+                raise Conflict(f"exports/{key}", revision, current.revision if current else None)
+            created = current.record.created if current is not None else now
+            export, endpoints = static_export(held_cluster, namespace, name, spec, created)
+            ep_ops = _endpoint_ops(held, endpoints)
+            if current is not None and current.record == export and not ep_ops:
+                return ExportState(current, tuple(held)), False
+            # The export is rewritten on any change, so its revision (the ETag) moves
+            # with its endpoints too.
+            ops = [_put(export, current.revision if current is not None else ABSENT), *ep_ops]
+            action = "create" if current is None else "update"
+            try:
+                rev = await self._commit(ops, actor, action, ServiceExport.KIND, key, now)
+            except (Conflict, AlreadyExists, NotFound):
+                if revision is not None or attempt + 1 == EXPORT_CAS_ATTEMPTS:
+                    raise
+                continue  # another writer moved the export or an endpoint: re-read, retry
+            create_rev = current.create_revision if current is not None else rev
+            unchanged = {ep.record.address: ep for ep in held}
+            versioned = tuple(
+                unchanged[ep.address]
+                if ep.address in unchanged and unchanged[ep.address].record == ep
+                else Versioned(ep, rev, rev)
+                for ep in endpoints
+            )
+            state = ExportState(Versioned(export, rev, create_rev), versioned)
+            return state, current is None
+        raise AssertionError("unreachable")
+
+    async def delete_export(
+        self,
+        cluster: str,
+        namespace: str,
+        name: str,
+        revision: int | None,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        """Delete a static export with all its endpoints (one transaction, audited).
+        HeldByAgent (409) for an agent's export: the agent would only report it again."""
+        state = await self.get_export(cluster, namespace, name)
+        key = state.export.record.key
+        if state.leased:
+            raise HeldByAgent(f"exports/{key}")
+        expect = revision if revision is not None else state.export.revision
+        ops: list[Op] = [_delete(ServiceExport.KIND, key, expect)]
+        ops += [_delete(Endpoint.KIND, ep.record.key, ep.revision) for ep in state.endpoints]
+        await self._commit(ops, actor, "delete", ServiceExport.KIND, key, now)
 
     async def imports(self, cluster: str) -> list[ServiceImport]:
         await self.store.clusters.get(cluster)

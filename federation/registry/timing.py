@@ -8,6 +8,7 @@ package. The histogram is `meshfed_store_request_duration_seconds{operation}`.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import AsyncGenerator, Sequence
 
@@ -61,6 +62,13 @@ class TimedBackend(Backend):
         started = time.perf_counter()
         try:
             return await self.inner.list(prefix)
+        finally:
+            self._observe("list", started)
+
+    async def list_page(self, prefix: str, start: str, limit: int) -> builtins.list[KeyValue]:
+        started = time.perf_counter()
+        try:
+            return await self.inner.list_page(prefix, start, limit)
         finally:
             self._observe("list", started)
 

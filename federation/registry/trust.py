@@ -17,11 +17,13 @@ compare-and-swap, never by a local lock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,15 +39,19 @@ from federation.errors import (
     PermissionDenied,
     ValidationError,
 )
-from federation.model import CaMaterial, Cluster, JoinToken, TrustDomain
+from federation.model import CaMaterial, Cluster, JoinToken, RootRotation, TrustDomain
+from federation.registry import audit
 from federation.registry.server_cert import issue_server_svid
 from federation.store import Store
+from federation.store.backend import ABSENT, Delete, Op, Put
+from federation.store.typed import Versioned, encode, storage_key
 from trust_bundle import (
     CertificateAuthority,
     Entitlement,
     InvalidCSR,
     KeyProtector,
     NotEntitled,
+    RotationRefused,
     SpiffeBundle,
     SpiffeId,
     TrustError,
@@ -55,10 +61,16 @@ from trust_bundle import (
     gateway_id,
     issue_svid,
     parse_spiffe_id,
+    rotation,
 )
 from trust_bundle.exports import istio_cacerts, linkerd_identity
-from trust_bundle.spiffe_bundle import DEFAULT_REFRESH_HINT, bundle_document
+from trust_bundle.spiffe_bundle import (
+    DEFAULT_REFRESH_HINT,
+    bundle_document,
+    certificate_fingerprint,
+)
 from trust_bundle.svid import DEFAULT_SVID_LIFETIME
+from trust_bundle.validate import chains_to
 
 ROOT_CA = "root"
 NEXT_ROOT_CA = "root-next"  # the incoming root during a staged rotation (docs/trust.md)
@@ -81,6 +93,10 @@ CAS_ATTEMPTS = 8
 
 class TrustFailure(FederationError):
     """Trust material could not be used (wrong key passphrase, damaged record, signing failed)."""
+
+
+class RotationBlocked(FederationError):
+    """A root rotation step was refused; the message says why (the API answers 409)."""
 
 
 def digest(secret: str) -> str:
@@ -112,6 +128,147 @@ def _trust_domain_of(cert: x509.Certificate) -> str | None:
         except TrustError:
             continue
     return None
+
+
+# -- root rotation: what `rotation_status` reports -----------------------------------
+
+ROTATION_RECORD = "root"  # the RootRotation record's key: one federation root
+ROTATION_ACTIONS = ("prepare", "activate", "retire", "abort")
+# The registry keeps no issued SVIDs, so `retire` cannot check them the way it checks
+# intermediates; it waits after activate instead, unless forced: one default SVID
+# lifetime (every SVID of an old intermediate has expired or was renewed under a new
+# one). The control plane's own serving certificate follows the re-issued registry CA
+# within seconds (federation.controlplane.server, Settings.trust_check), so it needs
+# no extra wait. docs/trust.md, runbook step 4.
+RETIRE_WAIT = DEFAULT_SVID_LIFETIME
+
+
+@dataclass(frozen=True, slots=True)
+class RootInfo:
+    fingerprint_sha256: str  # of the certificate DER, as in SPIFFE bundle tooling
+    subject: str
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BundleInfo:
+    """One served bundle (TrustDomain record) as the rotation sees it."""
+
+    trust_domain: str
+    sequence: int
+    roots: tuple[str, ...]  # fingerprints, in the bundle's order
+    has_current: bool
+    has_next: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IntermediateInfo:
+    name: str  # the cluster, or "registry" (the registry's own CA)
+    trust_domain: str | None
+    root: str  # "current", "next" or "unknown": which root it chains to
+    not_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PropagationInfo:
+    complete: bool
+    reason: str
+    waited_seconds: int
+    required_seconds: int
+    pending: tuple[str, ...]  # clusters that have not reported the new bundle
+    # Clusters do not report the bundle sequence they hold yet (no RPC carries it),
+    # so propagation completes on time (3 x refresh hint) only.
+    reports_wired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RotationCheck:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RotationStatus:
+    stage: str  # stable, propagating, active
+    stage_since: datetime
+    sequence: int
+    refresh_hint_seconds: int
+    signing_root: str  # "current" or "next"
+    current_root: RootInfo
+    next_root: RootInfo | None
+    propagation: PropagationInfo
+    next_action: str  # prepare, activate or retire
+    ready: bool  # whether next_action would run now without force
+    retire_not_before: datetime | None
+    bundles: tuple[BundleInfo, ...]
+    intermediates: tuple[IntermediateInfo, ...]
+    checks: tuple[RotationCheck, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RotationResult:
+    action: str
+    message: str
+    status: RotationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """Everything a rotation step reads, with the revisions its commit expects."""
+
+    record: Versioned[RootRotation] | None
+    root: Versioned[CaMaterial]
+    next: Versioned[CaMaterial] | None
+    state: rotation.RotationState
+    bundles: tuple[Versioned[TrustDomain], ...]
+    intermediates: tuple[Versioned[CaMaterial], ...]
+
+
+def _certificate(material: CaMaterial) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(material.cert_pem.encode())
+    except ValueError as exc:
+        raise TrustFailure(f"CA material {material.name!r} is unusable: {exc}") from exc
+
+
+def _chain(material: CaMaterial) -> list[x509.Certificate]:
+    if not material.chain_pem.strip():
+        return []
+    try:
+        return x509.load_pem_x509_certificates(material.chain_pem.encode())
+    except ValueError as exc:
+        raise TrustFailure(f"CA material {material.name!r} has a bad chain: {exc}") from exc
+
+
+def _root_info(cert: x509.Certificate) -> RootInfo:
+    return RootInfo(
+        certificate_fingerprint(cert),
+        cert.subject.rfc4514_string(),
+        cert.not_valid_before_utc,
+        cert.not_valid_after_utc,
+    )
+
+
+def _fingerprints(td: TrustDomain) -> list[str]:
+    try:
+        return [
+            certificate_fingerprint(c)
+            for pem in td.roots_pem
+            for c in x509.load_pem_x509_certificates(pem.encode())
+        ]
+    except ValueError as exc:
+        raise TrustFailure(f"trust domain {td.name}: a root is unreadable: {exc}") from exc
+
+
+def _minutes(seconds: float) -> str:
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 60:.0f}m" if seconds >= 120 else f"{seconds:.0f}s"
 
 
 class TrustService:
@@ -243,9 +400,10 @@ class TrustService:
             )
 
     async def issue_cluster_ca(self, cluster: Cluster, now: datetime) -> None:
-        """Issue (or re-issue) the intermediate CA of `cluster`'s trust domain."""
+        """Issue (or re-issue) the intermediate CA of `cluster`'s trust domain, under the
+        signing root: the next root once a rotation is active, else the current one."""
         self.check_cluster(cluster)
-        root = await self._load_ca(ROOT_CA)
+        root = await self._signing_ca()
         try:
             ca = create_intermediate_ca(root, cluster.name, cluster.trust_domain, now)
         except TrustError as exc:
@@ -344,6 +502,15 @@ class TrustService:
             raise TrustFailure(f"cannot issue the registry's certificate: {exc}") from exc
         return creds.chain_pem, creds.key_pem(), await self.bundle_pem()
 
+    async def server_issuer_pem(self) -> bytes:
+        """The CA certificate that issues the registry's own serving certificates.
+
+        The control plane compares it with its certificate's issuer: after a root
+        rotation's activate re-issues this CA, the server re-issues its certificate.
+        """
+        issuer = await self._load_ca(REGISTRY_CA)
+        return issuer.certificate.public_bytes(serialization.Encoding.PEM)
+
     async def bundle_pem(self) -> bytes:
         """Every trusted root as PEM: what verifies any SVID in the federation."""
         return _pem(await self._roots()).encode()
@@ -382,3 +549,392 @@ class TrustService:
         except TrustError as exc:
             raise TrustFailure(f"cannot export the CA of {cluster}: {exc}") from exc
         return {name: data.decode() for name, data in files.as_dict().items()}
+
+    # -- root rotation (docs/trust.md, "Root rotation runbook") -------------------
+
+    async def _signing_ca(self) -> CertificateAuthority:
+        """The root that signs new intermediates: the next one once a rotation is active."""
+        record = await self._store.rotations.find(ROTATION_RECORD)
+        if record is not None and record.record.stage == rotation.Stage.ACTIVE.value:
+            return await self._load_ca(NEXT_ROOT_CA)
+        return await self._load_ca(ROOT_CA)
+
+    async def _snapshot(self) -> _Snapshot:
+        record = await self._store.rotations.find(ROTATION_RECORD)
+        root = await self._store.cas.get(ROOT_CA)
+        nxt = await self._store.cas.find(NEXT_ROOT_CA)
+        bundles = tuple(await self._store.trust_domains.list())
+        intermediates = tuple(
+            m for m in await self._store.cas.list() if m.record.kind == "intermediate"
+        )
+        clusters = frozenset(c.record.name for c in await self._store.clusters.list())
+        current = _certificate(root.record)
+        if record is None:  # never rotated: stable since the root was made
+            hints = [b.record.refresh_hint_seconds for b in bundles]
+            hint = max([h for h in hints if h > 0], default=DEFAULT_REFRESH_HINT)
+            stage, since, sequence = rotation.Stage.STABLE, current.not_valid_before_utc, 1
+        else:
+            held = record.record
+            stage, since, sequence = rotation.Stage(held.stage), held.stage_since, held.sequence
+            hint = held.refresh_hint_seconds
+        if (nxt is None) != (stage is rotation.Stage.STABLE):
+            have = "a" if nxt is not None else "no"
+            raise TrustFailure(
+                f"rotation record says {stage.value} but the store holds {have} "
+                f"{NEXT_ROOT_CA!r} CA: repair by hand (docs/trust.md)"
+            )
+        state = rotation.RotationState(
+            current=current,
+            next=None if nxt is None else _certificate(nxt.record),
+            stage=stage,
+            sequence=sequence,
+            refresh_hint=hint,
+            clusters=clusters,
+            acks=(),
+            stage_since=since,
+        )
+        return _Snapshot(record, root, nxt, state, bundles, intermediates)
+
+    def _status(self, snap: _Snapshot, now: datetime) -> RotationStatus:
+        state = snap.state
+        current_fp = certificate_fingerprint(state.current)
+        next_fp = None if state.next is None else certificate_fingerprint(state.next)
+        bundles = []
+        for b in snap.bundles:
+            fps = _fingerprints(b.record)
+            bundles.append(
+                BundleInfo(
+                    b.record.name,
+                    b.record.sequence,
+                    tuple(fps),
+                    current_fp in fps,
+                    next_fp is not None and next_fp in fps,
+                )
+            )
+        intermediates = []
+        for m in snap.intermediates:
+            cert, chain = _certificate(m.record), _chain(m.record)
+            if state.next is not None and chains_to(cert, chain, [state.next]):
+                under = "next"
+            elif chains_to(cert, chain, [state.current]):
+                under = "current"
+            else:
+                under = "unknown"
+            td = self.root_trust_domain if m.record.name == REGISTRY_CA else _trust_domain_of(cert)
+            intermediates.append(
+                IntermediateInfo(m.record.name, td, under, cert.not_valid_after_utc)
+            )
+        prop = rotation.propagation_status(state, now)
+        propagation = PropagationInfo(
+            prop.complete,
+            prop.reason,
+            int(prop.waited.total_seconds()),
+            int(prop.required_wait.total_seconds()),
+            tuple(sorted(prop.pending)),
+        )
+        checks: list[RotationCheck] = []
+        retire_not_before = None
+        if state.stage is rotation.Stage.STABLE:
+            action, ready = "prepare", True
+            ours = [b for b in bundles if b.has_current]
+            checks.append(
+                RotationCheck(
+                    "every served bundle holds the current root",
+                    len(ours) == len(bundles),
+                    f"{len(ours)} of {len(bundles)} bundles",
+                )
+            )
+        else:
+            ours = [b for b in bundles if b.has_current or b.has_next]
+            holding = [b for b in ours if b.has_next]
+            checks.append(
+                RotationCheck(
+                    "every served bundle holds the next root",
+                    len(holding) == len(ours),
+                    f"{len(holding)} of {len(ours)} bundles",
+                )
+            )
+        if state.stage is rotation.Stage.PROPAGATING:
+            action, ready = "activate", prop.complete and len(holding) == len(ours)
+            waited = min(prop.waited, prop.required_wait).total_seconds()
+            percent = 100 * waited / max(prop.required_wait.total_seconds(), 1)
+            checks.append(
+                RotationCheck(
+                    "propagation complete",
+                    prop.complete,
+                    f"{prop.reason}; {_minutes(waited)} of "
+                    f"{_minutes(prop.required_wait.total_seconds())} waited ({percent:.0f}%); "
+                    "cluster bundle reports are not wired",
+                )
+            )
+        if state.stage is rotation.Stage.ACTIVE:
+            moved = [i for i in intermediates if i.root == "next"]
+            retire_not_before = state.stage_since + RETIRE_WAIT
+            waited = min(now - state.stage_since, RETIRE_WAIT).total_seconds()
+            checks.append(
+                RotationCheck(
+                    "every intermediate chains to the next root",
+                    len(moved) == len(intermediates),
+                    f"{len(moved)} of {len(intermediates)} re-issued"
+                    + ("" if len(moved) == len(intermediates) else "; run activate again"),
+                )
+            )
+            checks.append(
+                RotationCheck(
+                    "renewal window since activate elapsed",
+                    now >= retire_not_before,
+                    f"{_minutes(waited)} of {_minutes(RETIRE_WAIT.total_seconds())} "
+                    f"({100 * waited / RETIRE_WAIT.total_seconds():.0f}%); SVIDs of old "
+                    "intermediates renew by then",
+                )
+            )
+            action, ready = "retire", all(c.ok for c in checks)
+        return RotationStatus(
+            stage=state.stage.value,
+            stage_since=state.stage_since,
+            sequence=state.sequence,
+            refresh_hint_seconds=state.refresh_hint,
+            signing_root="next" if state.stage is rotation.Stage.ACTIVE else "current",
+            current_root=_root_info(state.current),
+            next_root=None if state.next is None else _root_info(state.next),
+            propagation=propagation,
+            next_action=action,
+            ready=ready,
+            retire_not_before=retire_not_before,
+            bundles=tuple(bundles),
+            intermediates=tuple(intermediates),
+            checks=tuple(checks),
+        )
+
+    async def rotation_status(self, now: datetime) -> RotationStatus:
+        """Where the root rotation stands, what comes next and whether it may run now."""
+        return self._status(await self._snapshot(), now)
+
+    def _record(self, state: rotation.RotationState, snap: _Snapshot) -> Put:
+        record = RootRotation(
+            ROTATION_RECORD,
+            state.stage.value,
+            state.stage_since,
+            state.sequence,
+            state.refresh_hint,
+        )
+        expect = ABSENT if snap.record is None else snap.record.revision
+        return Put(storage_key(RootRotation.KIND, ROTATION_RECORD), encode(record), expect)
+
+    @staticmethod
+    def _bundle_ops(
+        snap: _Snapshot, add: x509.Certificate | None, remove: x509.Certificate | None
+    ) -> list[Op]:
+        """Add `add` to / remove `remove` from every bundle of the federation's roots
+        (sequence + 1 where the roots change; bundles of other roots are left alone)."""
+        ours = {certificate_fingerprint(c) for c in rotation.trusted_roots(snap.state)}
+        add_fp = None if add is None else certificate_fingerprint(add)
+        remove_fp = None if remove is None else certificate_fingerprint(remove)
+        ops: list[Op] = []
+        for held in snap.bundles:
+            td = held.record
+            fps = _fingerprints(td)
+            if not ours & set(fps):
+                continue
+            if add_fp is not None and remove_fp is not None and add_fp not in fps:
+                raise RotationBlocked(
+                    f"refusing to retire: bundle {td.name} (sequence {td.sequence}) does not "
+                    "hold the next root, so its consumers would trust nothing meshfed issues"
+                )
+            roots = [pem for pem, fp in zip(td.roots_pem, fps, strict=True) if fp != remove_fp]
+            if add is not None and add_fp not in fps:
+                roots.append(_pem([add]))
+            if not roots:
+                raise RotationBlocked(f"refusing to empty the bundle of {td.name}")
+            if tuple(roots) == td.roots_pem:
+                continue
+            updated = TrustDomain(td.name, tuple(roots), td.sequence + 1, td.refresh_hint_seconds)
+            ops.append(Put(storage_key(TrustDomain.KIND, td.name), encode(updated), held.revision))
+        return ops
+
+    async def _commit(
+        self, ops: list[Op], action: str, detail: str, actor: str, now: datetime
+    ) -> None:
+        """The step's writes and its audit event in one transaction, each write
+        conditioned on what the step read: a concurrent step makes this one fail."""
+        event = audit.event(
+            now, actor, f"rotation-{action}", RootRotation.KIND, ROTATION_RECORD, detail
+        )
+        try:
+            await self._store.commit([*ops, audit.put(event)])
+        except (Conflict, AlreadyExists, NotFound):
+            raise RotationBlocked(
+                f"{action}: the trust material changed meanwhile (another step or replica); "
+                "read the rotation status and try again"
+            ) from None
+
+    async def _result(self, action: str, message: str, now: datetime) -> RotationResult:
+        return RotationResult(action, message, await self.rotation_status(now))
+
+    async def rotation_prepare(self, now: datetime, *, actor: str = "registry") -> RotationResult:
+        """Make the next root (key sealed in CaMaterial "root-next") and add it to every
+        bundle (sequence + 1): Watch pushes the new bundles to gateways and agents."""
+        snap = await self._snapshot()
+        try:
+            if snap.state.stage is not rotation.Stage.STABLE:  # before generating a key
+                rotation.prepare(snap.state, snap.state.current, now)
+            new_root = create_root_ca(now)
+            state = rotation.prepare(snap.state, new_root.certificate, now)
+        except RotationRefused as exc:
+            raise RotationBlocked(str(exc)) from None
+        except TrustError as exc:
+            raise TrustFailure(f"cannot create the next root: {exc}") from exc
+        material = self._material(NEXT_ROOT_CA, "root", new_root)
+        ops: list[Op] = [
+            Put(storage_key(CaMaterial.KIND, NEXT_ROOT_CA), encode(material), ABSENT),
+            self._record(state, snap),
+            *self._bundle_ops(snap, new_root.certificate, None),
+        ]
+        fp = certificate_fingerprint(new_root.certificate)
+        await self._commit(ops, "prepare", f"next root {fp}", actor, now)
+        wait = state.refresh_hint * rotation.PROPAGATION_HINT_MULTIPLE
+        return await self._result(
+            "prepare",
+            f"next root {fp[:16]} added to every bundle; activate after {_minutes(wait)} "
+            "(3 x refresh hint), once every cluster holds both roots",
+            now,
+        )
+
+    async def rotation_activate(
+        self, now: datetime, *, force: bool = False, actor: str = "registry"
+    ) -> RotationResult:
+        """Sign with the next root: re-issue every intermediate under it. Refused until
+        propagation completes unless `force` (the operator vouches for every cluster).
+        Run again when active to re-issue intermediates still under the old root."""
+        snap = await self._snapshot()
+        state = snap.state
+        if state.stage is not rotation.Stage.ACTIVE:
+            if state.stage is rotation.Stage.PROPAGATING:
+                held = self._status(snap, now).checks[0]  # every bundle holds the next root
+                if not held.ok:
+                    raise RotationBlocked(f"activate: not {held.name} ({held.detail})")
+            if force:  # the operator attests that every cluster holds the new bundle
+                for cluster in state.clusters:
+                    state = rotation.report_bundle(state, cluster, state.sequence, now)
+            try:
+                state = rotation.activate(state, now)
+            except RotationRefused as exc:
+                raise RotationBlocked(
+                    f"{exc}; clusters do not report their bundle yet, so propagation "
+                    "completes after 3 x the refresh hint (force skips the wait)"
+                ) from None
+            detail = "forced" if force else rotation.propagation_status(snap.state, now).reason
+            await self._commit([self._record(state, snap)], "activate", detail, actor, now)
+            snap = await self._snapshot()
+        reissued = await self._reissue_intermediates(snap, now)
+        return await self._result(
+            "activate",
+            f"signing with the next root; {reissued} intermediate(s) re-issued under it. "
+            "Agents and gateways move to them as their SVIDs renew; export the clusters' "
+            "mesh CA files again (meshfed trust export --format istio|linkerd)",
+            now,
+        )
+
+    async def _reissue_intermediates(self, snap: _Snapshot, now: datetime) -> int:
+        """Each intermediate not yet under the next root, re-issued under it (same name
+        and trust domain, new key). A concurrent re-issue of the same CA wins."""
+        next_ca = await self._load_ca(NEXT_ROOT_CA)
+        count = 0
+        for held in snap.intermediates:
+            material = held.record
+            cert = _certificate(material)
+            if chains_to(cert, _chain(material), [next_ca.certificate]):
+                continue
+            td = self.root_trust_domain if material.name == REGISTRY_CA else _trust_domain_of(cert)
+            if td is None:
+                raise TrustFailure(f"CA {material.name!r} names no trust domain")
+            try:
+                ca = create_intermediate_ca(next_ca, material.name, td, now)
+            except TrustError as exc:
+                raise TrustFailure(f"cannot re-issue the CA of {material.name}: {exc}") from exc
+            try:
+                await self._store.cas.update(
+                    self._material(material.name, "intermediate", ca), held.revision
+                )
+            except (Conflict, NotFound):
+                continue  # re-issued by another replica, or the cluster was removed
+            count += 1
+        return count
+
+    async def rotation_retire(
+        self, now: datetime, *, force: bool = False, actor: str = "registry"
+    ) -> RotationResult:
+        """Drop the old root from every bundle (sequence + 1); the next root becomes
+        "root". Refused while a stored intermediate chains only to the old root (never
+        forced) and, unless `force`, until one SVID lifetime after activate."""
+        snap = await self._snapshot()
+        state = snap.state
+        outstanding: list[Sequence[x509.Certificate]] = [
+            [_certificate(m.record), *_chain(m.record)] for m in snap.intermediates
+        ]
+        try:
+            retired = rotation.retire(state, outstanding, now)
+        except RotationRefused as exc:
+            hint = "; run activate again to re-issue them" if "still chain" in str(exc) else ""
+            raise RotationBlocked(f"{exc}{hint}") from None
+        not_before = state.stage_since + RETIRE_WAIT
+        if not force and now < not_before:
+            raise RotationBlocked(
+                f"SVIDs issued under the old intermediates may be valid until {not_before} "
+                f"({_minutes(RETIRE_WAIT.total_seconds())} after activate: one SVID lifetime and "
+                "the control plane's own certificate renewal) and the registry cannot see them; "
+                "wait, or force once every agent, gateway and mesh workload renewed and every "
+                "meshfed serve restarted"
+            )
+        assert snap.next is not None and state.next is not None  # retire checked: ACTIVE
+        nxt = snap.next.record
+        promoted = CaMaterial(ROOT_CA, "root", nxt.cert_pem, nxt.sealed_key, nxt.not_after)
+        ops: list[Op] = [
+            Put(storage_key(CaMaterial.KIND, ROOT_CA), encode(promoted), snap.root.revision),
+            Delete(storage_key(CaMaterial.KIND, NEXT_ROOT_CA), snap.next.revision),
+            self._record(retired, snap),
+            *self._bundle_ops(snap, state.next, state.current),
+        ]
+        old_fp = certificate_fingerprint(state.current)
+        await self._commit(
+            ops, "retire", f"old root {old_fp}" + (" (forced)" if force else ""), actor, now
+        )
+        return await self._result(
+            "retire",
+            f"old root {old_fp[:16]} removed from every bundle; certificates chaining to it "
+            "now fail every handshake. Export and apply the bundles again",
+            now,
+        )
+
+    async def rotation_abort(self, now: datetime, *, actor: str = "registry") -> RotationResult:
+        """Give up a rotation before activate: drop the next root (sequence + 1)."""
+        snap = await self._snapshot()
+        try:
+            state = rotation.abort(snap.state, now)
+        except RotationRefused as exc:
+            raise RotationBlocked(str(exc)) from None
+        assert snap.next is not None and snap.state.next is not None  # abort checked
+        ops: list[Op] = [
+            Delete(storage_key(CaMaterial.KIND, NEXT_ROOT_CA), snap.next.revision),
+            self._record(state, snap),
+            *self._bundle_ops(snap, None, snap.state.next),
+        ]
+        fp = certificate_fingerprint(snap.state.next)
+        await self._commit(ops, "abort", f"next root {fp}", actor, now)
+        return await self._result(
+            "abort", f"next root {fp[:16]} removed from every bundle; nothing was signed by it", now
+        )
+
+    async def rotation_step(
+        self, action: str, now: datetime, *, force: bool = False, actor: str = "registry"
+    ) -> RotationResult:
+        """One named step (the REST API's POST /api/v1/trust/rotation)."""
+        if action == "prepare":
+            return await self.rotation_prepare(now, actor=actor)
+        if action == "activate":
+            return await self.rotation_activate(now, force=force, actor=actor)
+        if action == "retire":
+            return await self.rotation_retire(now, force=force, actor=actor)
+        if action == "abort":
+            return await self.rotation_abort(now, actor=actor)
+        raise ValidationError("action", f"{action!r} is not one of {', '.join(ROTATION_ACTIONS)}")
