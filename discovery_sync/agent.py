@@ -70,6 +70,8 @@ from federation.errors import FederationError, InvalidToken, PermissionDenied
 from federation.model import ServiceKey
 from trust_bundle.renewal import jitter_from_seed, renewal_time
 
+EXPORT_RETRY_MAX = 5.0  # seconds; a third of the registry's default 15 s lease TTL
+
 log = logging.getLogger("meshfed.agent")
 
 Exports = Mapping[ServiceKey, LocalService]
@@ -288,7 +290,10 @@ class Agent:
                     await task
 
     async def _report(self, registry: ControlPlaneClient) -> None:
-        backoff = Backoff(initial=0.5, maximum=30.0)
+        # Re-report within a few seconds of the registry's return: the old stream's
+        # lease (15 s) may already have expired during the outage, and until the
+        # full state is back this cluster's exports are missing for every importer.
+        backoff = Backoff(initial=0.5, maximum=EXPORT_RETRY_MAX)
         while True:
             if self.exports.value is None:
                 version, sent = await self.exports.next(0)
