@@ -78,7 +78,14 @@ def load_protector(data_dir: Path) -> PassphraseProtector:
 async def open_registry(
     url: str, protector: PassphraseProtector, metrics: CollectorRegistry
 ) -> Registry:
-    store = Store(TimedBackend(await open_backend(url), metrics))
+    backend = await open_backend(url)
+    # Agents' records are held under leases this process now keeps alive: they must
+    # not expire because the registry was down, only if their agent does not come
+    # back within one TTL (a restarted agent re-reports within a few seconds).
+    renewed = await backend.lease_renew_all()
+    if renewed:
+        log.info("renewed %d agent leases for one TTL after start", renewed)
+    store = Store(TimedBackend(backend, metrics))
     return Registry(store, TrustService(store, protector), TokenService(store))
 
 

@@ -98,6 +98,9 @@ class TimedBackend(Backend):
     def watch(self, prefix: str, since: int | None = None) -> AsyncGenerator[WatchMessage, None]:
         return self.inner.watch(prefix, since)
 
+    async def lease_renew_all(self) -> int:
+        return await self.inner.lease_renew_all()
+
     async def compact(self, revision: int) -> None:
         await self.inner.compact(revision)
 

@@ -145,6 +145,15 @@ class Backend(abc.ABC):
         """Push the lease's expiry to a full TTL from now; LeaseNotFound if gone."""
 
     @abc.abstractmethod
+    async def lease_renew_all(self) -> int:
+        """Give every lease under this store a full TTL from now; returns how many.
+
+        For a process that takes over keeping leases alive (the registry at start):
+        a lease must not expire because its keeper restarted, only because its
+        holder went away — etcd renews leases on a leader change for the same reason.
+        """
+
+    @abc.abstractmethod
     async def lease_revoke(self, lease: int) -> None:
         """End the lease now, deleting every key attached to it (one revision)."""
 

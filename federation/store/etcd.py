@@ -339,6 +339,29 @@ class EtcdBackend(Backend):
         if await self._call("lease keepalive", once) <= 0:
             raise LeaseNotFound(lease)
 
+    async def lease_renew_all(self) -> int:
+        """Renew the leases holding keys of this store's namespace (others' leases on a
+        shared etcd are left alone: a lease is ours if any key it holds is under us)."""
+        listed = await self._call("lease list", lambda: self._lease.leases(timeout=self._timeout))
+        renewed = 0
+        for status in listed.leases:
+            lease = int(status.ID)
+            info = await self._call(
+                "lease ttl",
+                lambda lease=lease: self._lease.time_to_live(  # type: ignore[misc]
+                    lease, keys=True, timeout=self._timeout
+                ),
+            )
+            # TTL is whole seconds remaining (0: under a second left); -1: expired
+            if int(info.TTL) < 0 or not any(k.startswith(self._ns) for k in info.keys):
+                continue
+            try:
+                await self.lease_keepalive(lease)
+            except LeaseNotFound:
+                continue  # expired between the two calls
+            renewed += 1
+        return renewed
+
     async def lease_revoke(self, lease: int) -> None:
         try:
             await self._call(

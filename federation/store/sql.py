@@ -180,6 +180,9 @@ class SqlBackend(Backend):
     async def lease_keepalive(self, lease: int) -> None:
         await self._run(self._write(lambda c: sql_txn.keepalive(c, lease, time.time())))
 
+    async def lease_renew_all(self) -> int:
+        return await self._run(self._write(lambda c: sql_txn.renew_all(c, time.time())))
+
     async def lease_revoke(self, lease: int) -> None:
         def go(conn: Connection) -> tuple[int, builtins.list[Event]]:
             if not sql_txn.lease_exists(conn, lease, time.time()):

@@ -195,6 +195,12 @@ def any_expired(conn: Connection, now: float) -> bool:
     )
 
 
+def renew_all(conn: Connection, now: float) -> int:
+    """Every lease (expired ones too, not yet swept) gets a full TTL from `now`."""
+    result = conn.execute(update(leases).values(expires_at=now + leases.c.ttl))
+    return int(result.rowcount)
+
+
 def keepalive(conn: Connection, lease: int, now: float) -> None:
     result = conn.execute(
         update(leases)

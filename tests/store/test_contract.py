@@ -821,3 +821,19 @@ async def test_random_commits_match_a_model(store: Store) -> None:
         assert got == [(r, sorted(ev)) for r, ev in expected_feed]
         for m in msgs:
             assert all(e.mod_revision == m.revision for e in m.events)
+
+
+async def test_renewing_all_leases_gives_each_a_full_ttl(store: Store) -> None:
+    """A restarted registry renews the leases it now keeps: records outlive the outage
+    by one TTL, and still expire if nobody keeps them alive after that."""
+    backend = store.backend
+    lease = await backend.lease_grant(2)
+    await backend.commit([Put("/meshfed-renew/x", b"1", lease=lease)])
+    await asyncio.sleep(1.3)
+    assert await backend.lease_renew_all() >= 1
+    await asyncio.sleep(1.3)  # 2.6 s after the grant: past the original deadline
+    assert await backend.get("/meshfed-renew/x") is not None
+    deadline = time.monotonic() + 6
+    while await backend.get("/meshfed-renew/x") is not None:
+        assert time.monotonic() < deadline, "the renewed lease never expired"
+        await asyncio.sleep(0.1)
