@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 
 from federation.api.auth import Reader, Reg, Writer
-from federation.api.common import Continue, Limit, etag, existing_name, now, page
-from federation.api.schemas import LinkIn, LinkOut, Page
+from federation.api.common import Continue, Limit, etag, existing_name, if_match, now, page
+from federation.api.schemas import LinkIn, LinkOut, LinkPatch, Page
 from federation.api.views import link_out
 from federation.model import Link
 
@@ -37,6 +37,30 @@ async def create_link(
 @router.get("/{a}/{b}", response_model=LinkOut)
 async def get_link(a: str, b: str, registry: Reg, _: Reader) -> dict[str, Any]:
     return link_out(await registry.get_link(existing_name("links", a), existing_name("links", b)))
+
+
+@router.patch("/{a}/{b}", response_model=LinkOut)
+async def update_link(
+    a: str,
+    b: str,
+    body: LinkPatch,
+    request: Request,
+    response: Response,
+    registry: Reg,
+    who: Writer,
+    if_match_: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> dict[str, Any]:
+    """Record the expiry of the link's credential; sets CredentialsValid accordingly."""
+    updated = await registry.set_link_credential(
+        existing_name("links", a),
+        existing_name("links", b),
+        body.credential_expiry,
+        if_match(if_match_, body.revision),
+        who.name,
+        now(request),
+    )
+    response.headers["ETag"] = etag(updated.revision)
+    return link_out(updated)
 
 
 @router.delete("/{a}/{b}", status_code=204)

@@ -104,6 +104,17 @@ class LinkIn(Input):
     namespaces: list[str] = Field(default_factory=list, description="empty: every namespace")
 
 
+class LinkPatch(Input):
+    """What may change on a link in place: the expiry of the credential it holds."""
+
+    credential_expiry: datetime | None = Field(
+        description="RFC 3339 time the agents' join credentials written by `meshfed link` "
+        "expire; null: the link holds none",
+        strict=False,  # JSON has no datetime type: accept RFC 3339 strings
+    )
+    revision: int | None = Field(default=None, ge=1, le=MAX_REVISION)
+
+
 class ConditionOut(BaseModel):
     type: str
     status: Literal["True", "False", "Unknown"]

@@ -99,6 +99,9 @@ class Client:
         response = self.request("POST", path, json=body)
         return response.json() if response.content else None
 
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, json=body).json()
+
     def delete(self, path: str) -> None:
         self.request("DELETE", path)
 

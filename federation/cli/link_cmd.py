@@ -263,6 +263,11 @@ def link(api: Client, ns: argparse.Namespace, report: Report) -> dict[str, Any] 
         if targets is not None:
             status.update("writing the agents' objects to the clusters")
             ns.credentials = apply_kube(api, ns, record, targets, report)
+            if ns.credentials:  # the soonest of the two clusters' credentials
+                record = api.patch(
+                    f"/api/v1/links/{record['a']}/{record['b']}",
+                    {"credential_expiry": min(ns.credentials.values())},
+                )
         if ns.wait > 0:
             record = _wait_for_probes(api, record, ns.wait, status)
         status.update("reading gateway probes")

@@ -428,6 +428,33 @@ class Registry:
         )
         return Versioned(created, rev, rev)
 
+    async def set_link_credential(
+        self,
+        a: str,
+        b: str,
+        expiry: datetime | None,
+        revision: int | None,
+        actor: str,
+        now: datetime,
+    ) -> Versioned[Link]:
+        """Record when the link's credential expires and whether it is valid now."""
+        current = await self.get_link(a, b)
+        if revision is not None and revision != current.revision:
+            raise Conflict(f"links/{current.record.key}", revision, current.revision)
+        updated = replace(
+            current.record,
+            credential_expiry=expiry,
+            conditions=_with_condition(
+                current.record.conditions, credential_condition(expiry, now)
+            ),
+        )
+        if updated == current.record:
+            return current
+        rev = await self._commit(
+            [_put(updated, current.revision)], actor, "update", Link.KIND, updated.key, now
+        )
+        return Versioned(updated, rev, current.create_revision)
+
     async def delete_link(self, a: str, b: str, actor: str, now: datetime) -> None:
         current = await self.get_link(a, b)
         key = current.record.key
@@ -651,3 +678,31 @@ class Registry:
         except AlreadyExists:
             return None  # another replica bootstrapped first
         return bearer
+
+
+def credential_condition(expiry: datetime | None, now: datetime) -> Condition:
+    """CredentialsValid for a link holding a credential that expires at `expiry`."""
+    if expiry is None:
+        return Condition("CredentialsValid", "True", "NoCredential", "the link holds none", now)
+    if expiry <= now:
+        return Condition(
+            "CredentialsValid", "False", "Expired", f"expired {expiry.isoformat()}", now
+        )
+    return Condition("CredentialsValid", "True", "Valid", f"expires {expiry.isoformat()}", now)
+
+
+def _with_condition(conditions: tuple[Condition, ...], new: Condition) -> tuple[Condition, ...]:
+    """Replace `new.type`'s condition; lastTransitionTime moves only when status changes
+    (metav1.Condition semantics)."""
+    out: list[Condition] = []
+    placed = False
+    for c in conditions:
+        if c.type != new.type:
+            out.append(c)
+            continue
+        placed = True
+        same = c.status == new.status
+        out.append(replace(new, last_transition_time=c.last_transition_time) if same else new)
+    if not placed:
+        out.append(new)
+    return tuple(out)

@@ -324,6 +324,14 @@ def test_rotation_keeps_a_valid_credential_at_all_times(
         out["credential_expiry"]["rx"]
         == events[-1].obj["metadata"]["annotations"]["meshfed.io/expires"]
     )
+    # the registry records the soonest expiry on the link (API, `meshfed status`)
+    headers = {"Authorization": f"Bearer {registry.token_file.read_text().strip()}"}
+    link = httpx.get(f"{registry.url}/api/v1/links/rx/ry", headers=headers).json()
+    assert link["credential_expiry"] is not None
+    recorded = datetime.fromisoformat(link["credential_expiry"])
+    assert recorded == min(datetime.fromisoformat(t) for t in out["credential_expiry"].values())
+    valid = next(c for c in link["conditions"] if c["type"] == "CredentialsValid")
+    assert (valid["status"], valid["reason"]) == ("True", "Valid")
     # rotating again drops nothing still valid: the newest previous is the last token
     newest = events[-1].obj["data"]["token"]
     link_json(registry, "rx", "ry", "--kubeconfig", cfg, "--rotate-credentials")
