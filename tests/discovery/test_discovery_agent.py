@@ -204,7 +204,13 @@ async def test_idle_agent_re_reports_after_a_registry_restart(
         await eventually_async(lambda: west_endpoints(), 2, 15)
         address = reg.plane.address
         await reg.plane.stop(0)
-        reg.plane = await start(reg.store, reg.trust, address, settings=SETTINGS)
+        for attempt in range(50):  # the old listener may hold the port for a moment
+            try:
+                reg.plane = await start(reg.store, reg.trust, address, settings=SETTINGS)
+                break
+            except RuntimeError:
+                assert attempt < 49, f"could not bind {address} again"
+                await asyncio.sleep(0.1)
         # three lease TTLs later the endpoints must be held by a new stream's lease
         await asyncio.sleep(3 * SETTINGS.lease_ttl + 1.0)
         assert await west_endpoints() == 2
