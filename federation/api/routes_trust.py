@@ -20,7 +20,7 @@ from federation.api.errors import problem
 from federation.api.schemas import RotationActionOut, RotationIn, RotationOut
 from federation.errors import NotFound, ValidationError
 from federation.model import validation as v
-from federation.registry.trust import RotationBlocked
+from federation.registry.rotation_view import RotationBlocked
 
 router = APIRouter(prefix="/api/v1/trust", tags=["trust"])
 

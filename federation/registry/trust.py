@@ -17,13 +17,11 @@ compare-and-swap, never by a local lock.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import hmac
 import ipaddress
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +31,6 @@ from cryptography.hazmat.primitives import serialization
 from federation.errors import (
     AlreadyExists,
     Conflict,
-    FederationError,
     InvalidToken,
     NotFound,
     PermissionDenied,
@@ -41,10 +38,29 @@ from federation.errors import (
 )
 from federation.model import CaMaterial, Cluster, JoinToken, RootRotation, TrustDomain
 from federation.registry import audit
+from federation.registry.rotation_view import (
+    NEXT_ROOT_CA,
+    REGISTRY_CA,
+    RETIRE_WAIT,
+    ROOT_CA,
+    ROTATION_ACTIONS,
+    ROTATION_RECORD,
+    RotationBlocked,
+    RotationResult,
+    RotationSnapshot,
+    RotationStatus,
+    TrustFailure,
+    ca_certificate,
+    ca_chain,
+    human_duration,
+    root_fingerprints,
+    status_of,
+    trust_domain_of,
+)
 from federation.registry.server_cert import issue_server_svid
 from federation.store import Store
 from federation.store.backend import ABSENT, Delete, Op, Put
-from federation.store.typed import Versioned, encode, storage_key
+from federation.store.typed import encode, storage_key
 from trust_bundle import (
     CertificateAuthority,
     Entitlement,
@@ -60,7 +76,6 @@ from trust_bundle import (
     create_root_ca,
     gateway_id,
     issue_svid,
-    parse_spiffe_id,
     rotation,
 )
 from trust_bundle.exports import istio_cacerts, linkerd_identity
@@ -72,10 +87,6 @@ from trust_bundle.spiffe_bundle import (
 from trust_bundle.svid import DEFAULT_SVID_LIFETIME
 from trust_bundle.validate import chains_to
 
-ROOT_CA = "root"
-NEXT_ROOT_CA = "root-next"  # the incoming root during a staged rotation (docs/trust.md)
-# The intermediate of the root trust domain; it signs the registry's serving certificate.
-REGISTRY_CA = "registry"
 # CaMaterial names that are not clusters; a cluster may not take one of these names.
 RESERVED_NAMES = frozenset({ROOT_CA, NEXT_ROOT_CA, REGISTRY_CA})
 DEFAULT_ROOT_TRUST_DOMAIN = "meshfed.local"
@@ -89,14 +100,6 @@ TOKEN_SECRET_BYTES = 32
 # CAS retries for trust domain records: each retry means another replica wrote
 # in between, so a handful is plenty.
 CAS_ATTEMPTS = 8
-
-
-class TrustFailure(FederationError):
-    """Trust material could not be used (wrong key passphrase, damaged record, signing failed)."""
-
-
-class RotationBlocked(FederationError):
-    """A root rotation step was refused; the message says why (the API answers 409)."""
 
 
 def digest(secret: str) -> str:
@@ -114,161 +117,6 @@ def split_token(token: str) -> tuple[str, str]:
 
 def _pem(certs: list[x509.Certificate] | tuple[x509.Certificate, ...]) -> str:
     return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
-
-
-def _trust_domain_of(cert: x509.Certificate) -> str | None:
-    """An intermediate's trust domain: its URI SAN is spiffe://<td> (docs/trust.md)."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return None
-    for uri in san.value.get_values_for_type(x509.UniformResourceIdentifier):
-        try:
-            return parse_spiffe_id(uri).trust_domain
-        except TrustError:
-            continue
-    return None
-
-
-# -- root rotation: what `rotation_status` reports -----------------------------------
-
-ROTATION_RECORD = "root"  # the RootRotation record's key: one federation root
-ROTATION_ACTIONS = ("prepare", "activate", "retire", "abort")
-# The registry keeps no issued SVIDs, so `retire` cannot check them the way it checks
-# intermediates; it waits after activate instead, unless forced: one default SVID
-# lifetime (every SVID of an old intermediate has expired or was renewed under a new
-# one). The control plane's own serving certificate follows the re-issued registry CA
-# within seconds (federation.controlplane.server, Settings.trust_check), so it needs
-# no extra wait. docs/trust.md, runbook step 4.
-RETIRE_WAIT = DEFAULT_SVID_LIFETIME
-
-
-@dataclass(frozen=True, slots=True)
-class RootInfo:
-    fingerprint_sha256: str  # of the certificate DER, as in SPIFFE bundle tooling
-    subject: str
-    not_before: datetime
-    not_after: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class BundleInfo:
-    """One served bundle (TrustDomain record) as the rotation sees it."""
-
-    trust_domain: str
-    sequence: int
-    roots: tuple[str, ...]  # fingerprints, in the bundle's order
-    has_current: bool
-    has_next: bool
-
-
-@dataclass(frozen=True, slots=True)
-class IntermediateInfo:
-    name: str  # the cluster, or "registry" (the registry's own CA)
-    trust_domain: str | None
-    root: str  # "current", "next" or "unknown": which root it chains to
-    not_after: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class PropagationInfo:
-    complete: bool
-    reason: str
-    waited_seconds: int
-    required_seconds: int
-    pending: tuple[str, ...]  # clusters that have not reported the new bundle
-    # Clusters do not report the bundle sequence they hold yet (no RPC carries it),
-    # so propagation completes on time (3 x refresh hint) only.
-    reports_wired: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RotationCheck:
-    name: str
-    ok: bool
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RotationStatus:
-    stage: str  # stable, propagating, active
-    stage_since: datetime
-    sequence: int
-    refresh_hint_seconds: int
-    signing_root: str  # "current" or "next"
-    current_root: RootInfo
-    next_root: RootInfo | None
-    propagation: PropagationInfo
-    next_action: str  # prepare, activate or retire
-    ready: bool  # whether next_action would run now without force
-    retire_not_before: datetime | None
-    bundles: tuple[BundleInfo, ...]
-    intermediates: tuple[IntermediateInfo, ...]
-    checks: tuple[RotationCheck, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class RotationResult:
-    action: str
-    message: str
-    status: RotationStatus
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """Everything a rotation step reads, with the revisions its commit expects."""
-
-    record: Versioned[RootRotation] | None
-    root: Versioned[CaMaterial]
-    next: Versioned[CaMaterial] | None
-    state: rotation.RotationState
-    bundles: tuple[Versioned[TrustDomain], ...]
-    intermediates: tuple[Versioned[CaMaterial], ...]
-
-
-def _certificate(material: CaMaterial) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(material.cert_pem.encode())
-    except ValueError as exc:
-        raise TrustFailure(f"CA material {material.name!r} is unusable: {exc}") from exc
-
-
-def _chain(material: CaMaterial) -> list[x509.Certificate]:
-    if not material.chain_pem.strip():
-        return []
-    try:
-        return x509.load_pem_x509_certificates(material.chain_pem.encode())
-    except ValueError as exc:
-        raise TrustFailure(f"CA material {material.name!r} has a bad chain: {exc}") from exc
-
-
-def _root_info(cert: x509.Certificate) -> RootInfo:
-    return RootInfo(
-        certificate_fingerprint(cert),
-        cert.subject.rfc4514_string(),
-        cert.not_valid_before_utc,
-        cert.not_valid_after_utc,
-    )
-
-
-def _fingerprints(td: TrustDomain) -> list[str]:
-    try:
-        return [
-            certificate_fingerprint(c)
-            for pem in td.roots_pem
-            for c in x509.load_pem_x509_certificates(pem.encode())
-        ]
-    except ValueError as exc:
-        raise TrustFailure(f"trust domain {td.name}: a root is unreadable: {exc}") from exc
-
-
-def _minutes(seconds: float) -> str:
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 60:.0f}m" if seconds >= 120 else f"{seconds:.0f}s"
 
 
 class TrustService:
@@ -326,7 +174,7 @@ class TrustService:
             certificate=cert,
             key=key,
             chain=chain,
-            trust_domain=None if is_root else _trust_domain_of(cert),
+            trust_domain=None if is_root else trust_domain_of(cert),
             cluster=None if is_root or name == REGISTRY_CA else name,
         )
         self._cache[(name, material.cert_pem)] = ca
@@ -559,7 +407,7 @@ class TrustService:
             return await self._load_ca(NEXT_ROOT_CA)
         return await self._load_ca(ROOT_CA)
 
-    async def _snapshot(self) -> _Snapshot:
+    async def _snapshot(self) -> RotationSnapshot:
         record = await self._store.rotations.find(ROTATION_RECORD)
         root = await self._store.cas.get(ROOT_CA)
         nxt = await self._store.cas.find(NEXT_ROOT_CA)
@@ -568,7 +416,7 @@ class TrustService:
             m for m in await self._store.cas.list() if m.record.kind == "intermediate"
         )
         clusters = frozenset(c.record.name for c in await self._store.clusters.list())
-        current = _certificate(root.record)
+        current = ca_certificate(root.record)
         if record is None:  # never rotated: stable since the root was made
             hints = [b.record.refresh_hint_seconds for b in bundles]
             hint = max([h for h in hints if h > 0], default=DEFAULT_REFRESH_HINT)
@@ -585,7 +433,7 @@ class TrustService:
             )
         state = rotation.RotationState(
             current=current,
-            next=None if nxt is None else _certificate(nxt.record),
+            next=None if nxt is None else ca_certificate(nxt.record),
             stage=stage,
             sequence=sequence,
             refresh_hint=hint,
@@ -593,124 +441,13 @@ class TrustService:
             acks=(),
             stage_since=since,
         )
-        return _Snapshot(record, root, nxt, state, bundles, intermediates)
-
-    def _status(self, snap: _Snapshot, now: datetime) -> RotationStatus:
-        state = snap.state
-        current_fp = certificate_fingerprint(state.current)
-        next_fp = None if state.next is None else certificate_fingerprint(state.next)
-        bundles = []
-        for b in snap.bundles:
-            fps = _fingerprints(b.record)
-            bundles.append(
-                BundleInfo(
-                    b.record.name,
-                    b.record.sequence,
-                    tuple(fps),
-                    current_fp in fps,
-                    next_fp is not None and next_fp in fps,
-                )
-            )
-        intermediates = []
-        for m in snap.intermediates:
-            cert, chain = _certificate(m.record), _chain(m.record)
-            if state.next is not None and chains_to(cert, chain, [state.next]):
-                under = "next"
-            elif chains_to(cert, chain, [state.current]):
-                under = "current"
-            else:
-                under = "unknown"
-            td = self.root_trust_domain if m.record.name == REGISTRY_CA else _trust_domain_of(cert)
-            intermediates.append(
-                IntermediateInfo(m.record.name, td, under, cert.not_valid_after_utc)
-            )
-        prop = rotation.propagation_status(state, now)
-        propagation = PropagationInfo(
-            prop.complete,
-            prop.reason,
-            int(prop.waited.total_seconds()),
-            int(prop.required_wait.total_seconds()),
-            tuple(sorted(prop.pending)),
-        )
-        checks: list[RotationCheck] = []
-        retire_not_before = None
-        if state.stage is rotation.Stage.STABLE:
-            action, ready = "prepare", True
-            ours = [b for b in bundles if b.has_current]
-            checks.append(
-                RotationCheck(
-                    "every served bundle holds the current root",
-                    len(ours) == len(bundles),
-                    f"{len(ours)} of {len(bundles)} bundles",
-                )
-            )
-        else:
-            ours = [b for b in bundles if b.has_current or b.has_next]
-            holding = [b for b in ours if b.has_next]
-            checks.append(
-                RotationCheck(
-                    "every served bundle holds the next root",
-                    len(holding) == len(ours),
-                    f"{len(holding)} of {len(ours)} bundles",
-                )
-            )
-        if state.stage is rotation.Stage.PROPAGATING:
-            action, ready = "activate", prop.complete and len(holding) == len(ours)
-            waited = min(prop.waited, prop.required_wait).total_seconds()
-            percent = 100 * waited / max(prop.required_wait.total_seconds(), 1)
-            checks.append(
-                RotationCheck(
-                    "propagation complete",
-                    prop.complete,
-                    f"{prop.reason}; {_minutes(waited)} of "
-                    f"{_minutes(prop.required_wait.total_seconds())} waited ({percent:.0f}%); "
-                    "cluster bundle reports are not wired",
-                )
-            )
-        if state.stage is rotation.Stage.ACTIVE:
-            moved = [i for i in intermediates if i.root == "next"]
-            retire_not_before = state.stage_since + RETIRE_WAIT
-            waited = min(now - state.stage_since, RETIRE_WAIT).total_seconds()
-            checks.append(
-                RotationCheck(
-                    "every intermediate chains to the next root",
-                    len(moved) == len(intermediates),
-                    f"{len(moved)} of {len(intermediates)} re-issued"
-                    + ("" if len(moved) == len(intermediates) else "; run activate again"),
-                )
-            )
-            checks.append(
-                RotationCheck(
-                    "renewal window since activate elapsed",
-                    now >= retire_not_before,
-                    f"{_minutes(waited)} of {_minutes(RETIRE_WAIT.total_seconds())} "
-                    f"({100 * waited / RETIRE_WAIT.total_seconds():.0f}%); SVIDs of old "
-                    "intermediates renew by then",
-                )
-            )
-            action, ready = "retire", all(c.ok for c in checks)
-        return RotationStatus(
-            stage=state.stage.value,
-            stage_since=state.stage_since,
-            sequence=state.sequence,
-            refresh_hint_seconds=state.refresh_hint,
-            signing_root="next" if state.stage is rotation.Stage.ACTIVE else "current",
-            current_root=_root_info(state.current),
-            next_root=None if state.next is None else _root_info(state.next),
-            propagation=propagation,
-            next_action=action,
-            ready=ready,
-            retire_not_before=retire_not_before,
-            bundles=tuple(bundles),
-            intermediates=tuple(intermediates),
-            checks=tuple(checks),
-        )
+        return RotationSnapshot(record, root, nxt, state, bundles, intermediates)
 
     async def rotation_status(self, now: datetime) -> RotationStatus:
         """Where the root rotation stands, what comes next and whether it may run now."""
-        return self._status(await self._snapshot(), now)
+        return status_of(await self._snapshot(), now, self.root_trust_domain)
 
-    def _record(self, state: rotation.RotationState, snap: _Snapshot) -> Put:
+    def _record(self, state: rotation.RotationState, snap: RotationSnapshot) -> Put:
         record = RootRotation(
             ROTATION_RECORD,
             state.stage.value,
@@ -723,7 +460,7 @@ class TrustService:
 
     @staticmethod
     def _bundle_ops(
-        snap: _Snapshot, add: x509.Certificate | None, remove: x509.Certificate | None
+        snap: RotationSnapshot, add: x509.Certificate | None, remove: x509.Certificate | None
     ) -> list[Op]:
         """Add `add` to / remove `remove` from every bundle of the federation's roots
         (sequence + 1 where the roots change; bundles of other roots are left alone)."""
@@ -733,7 +470,7 @@ class TrustService:
         ops: list[Op] = []
         for held in snap.bundles:
             td = held.record
-            fps = _fingerprints(td)
+            fps = root_fingerprints(td)
             if not ours & set(fps):
                 continue
             if add_fp is not None and remove_fp is not None and add_fp not in fps:
@@ -795,7 +532,7 @@ class TrustService:
         wait = state.refresh_hint * rotation.PROPAGATION_HINT_MULTIPLE
         return await self._result(
             "prepare",
-            f"next root {fp[:16]} added to every bundle; activate after {_minutes(wait)} "
+            f"next root {fp[:16]} added to every bundle; activate after {human_duration(wait)} "
             "(3 x refresh hint), once every cluster holds both roots",
             now,
         )
@@ -810,7 +547,7 @@ class TrustService:
         state = snap.state
         if state.stage is not rotation.Stage.ACTIVE:
             if state.stage is rotation.Stage.PROPAGATING:
-                held = self._status(snap, now).checks[0]  # every bundle holds the next root
+                held = status_of(snap, now, self.root_trust_domain).checks[0]  # bundles hold next
                 if not held.ok:
                     raise RotationBlocked(f"activate: not {held.name} ({held.detail})")
             if force:  # the operator attests that every cluster holds the new bundle
@@ -835,17 +572,17 @@ class TrustService:
             now,
         )
 
-    async def _reissue_intermediates(self, snap: _Snapshot, now: datetime) -> int:
+    async def _reissue_intermediates(self, snap: RotationSnapshot, now: datetime) -> int:
         """Each intermediate not yet under the next root, re-issued under it (same name
         and trust domain, new key). A concurrent re-issue of the same CA wins."""
         next_ca = await self._load_ca(NEXT_ROOT_CA)
         count = 0
         for held in snap.intermediates:
             material = held.record
-            cert = _certificate(material)
-            if chains_to(cert, _chain(material), [next_ca.certificate]):
+            cert = ca_certificate(material)
+            if chains_to(cert, ca_chain(material), [next_ca.certificate]):
                 continue
-            td = self.root_trust_domain if material.name == REGISTRY_CA else _trust_domain_of(cert)
+            td = self.root_trust_domain if material.name == REGISTRY_CA else trust_domain_of(cert)
             if td is None:
                 raise TrustFailure(f"CA {material.name!r} names no trust domain")
             try:
@@ -870,7 +607,7 @@ class TrustService:
         snap = await self._snapshot()
         state = snap.state
         outstanding: list[Sequence[x509.Certificate]] = [
-            [_certificate(m.record), *_chain(m.record)] for m in snap.intermediates
+            [ca_certificate(m.record), *ca_chain(m.record)] for m in snap.intermediates
         ]
         try:
             retired = rotation.retire(state, outstanding, now)
@@ -879,12 +616,11 @@ class TrustService:
             raise RotationBlocked(f"{exc}{hint}") from None
         not_before = state.stage_since + RETIRE_WAIT
         if not force and now < not_before:
+            wait = human_duration(RETIRE_WAIT.total_seconds())
             raise RotationBlocked(
                 f"SVIDs issued under the old intermediates may be valid until {not_before} "
-                f"({_minutes(RETIRE_WAIT.total_seconds())} after activate: one SVID lifetime and "
-                "the control plane's own certificate renewal) and the registry cannot see them; "
-                "wait, or force once every agent, gateway and mesh workload renewed and every "
-                "meshfed serve restarted"
+                f"({wait} after activate: one SVID lifetime) and the registry cannot see "
+                "them; wait, or force once every agent, gateway and mesh workload renewed"
             )
         assert snap.next is not None and state.next is not None  # retire checked: ACTIVE
         nxt = snap.next.record

@@ -35,6 +35,19 @@ def free_port() -> int:
         return port
 
 
+def grpc_port_pair() -> int:
+    """A free port whose successor (the registry's Join port, gRPC + 1) is free too."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port pair")
+
+
 @dataclass
 class Api:
     base_url: str

@@ -31,9 +31,9 @@ from prometheus_client import CollectorRegistry
 
 from federation.api import create_app
 from federation.model import CaMaterial
+from federation.registry.rotation_view import RETIRE_WAIT
 from federation.registry.serve import bootstrap, open_registry
 from federation.registry.service import Registry
-from federation.registry.trust import RETIRE_WAIT
 from tests.api.conftest import PASSPHRASE, Api, cluster_body, free_port
 from trust_bundle import (
     CertificateAuthority,

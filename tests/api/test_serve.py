@@ -12,14 +12,17 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.conftest import cluster_body, free_port
+from tests.api.conftest import cluster_body, free_port, grpc_port_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_meshfed_serve_first_start_topology_and_sigterm(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    api_port, grpc_port = free_port(), free_port()
+    grpc_port = grpc_port_pair()
+    api_port = free_port()
+    while api_port in (grpc_port, grpc_port + 1):
+        api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFED_")}
     proc = subprocess.Popen(
         [

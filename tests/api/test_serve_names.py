@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from tests.api.conftest import free_port
+from tests.api.conftest import free_port, grpc_port_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,13 +45,20 @@ def served_certificate(port: int, timeout: float = 30) -> x509.Certificate:
 
 
 def test_server_names_land_in_the_control_plane_certificate(tmp_path: Path) -> None:
-    grpc = free_port()
-    proc = serve("--data-dir", str(tmp_path), "--api", f"127.0.0.1:{free_port()}",
+    grpc = grpc_port_pair()
+    api = free_port()
+    while api in (grpc, grpc + 1):
+        api = free_port()
+    proc = serve("--data-dir", str(tmp_path), "--api", f"127.0.0.1:{api}",
                  "--grpc", f"127.0.0.1:{grpc}", "--lease-ttl", "5",
                  "--server-name", "meshfed-registry.meshfed-system.svc",
                  "--server-name", "203.0.113.7")  # fmt: skip
     try:
-        cert = served_certificate(grpc)
+        try:
+            cert = served_certificate(grpc)
+        except AssertionError:
+            proc.terminate()
+            raise AssertionError(f"serve output: {proc.communicate(timeout=30)[0]}") from None
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert "meshfed-registry.meshfed-system.svc" in san.get_values_for_type(x509.DNSName)
         assert "203.0.113.7" in [str(a) for a in san.get_values_for_type(x509.IPAddress)]
