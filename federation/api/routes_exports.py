@@ -19,7 +19,8 @@ from federation.api.common import etag, existing_name, if_match, now
 from federation.api.errors import problem
 from federation.api.schemas import ExportDetail, ExportIn
 from federation.api.views import endpoint_out, ports_out
-from federation.registry.service import ExportState, HeldByAgent
+from federation.registry.records import ExportState
+from federation.registry.service import HeldByAgent
 
 router = APIRouter(prefix="/api/v1/clusters", tags=["exports"])
 PATH = "/{cluster}/exports/{namespace}/{name}"

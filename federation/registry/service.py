@@ -10,34 +10,41 @@ audit event; every method takes the time and the acting principal's name.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from federation.errors import AlreadyExists, Conflict, NotFound, StoreError, ValidationError
 from federation.model import (
     ApiToken,
     AuditEvent,
     Cluster,
-    Condition,
     Endpoint,
     Gateway,
     Link,
     Port,
-    Record,
     ServiceExport,
     ServiceKey,
     endpoint_prefix,
 )
-from federation.model.base import LINK_CONDITIONS
 from federation.model.imports import ServiceImport, imports_for, merge_ports
 from federation.registry import audit
 from federation.registry.auth import TokenService
+from federation.registry.records import (
+    ExportState,
+    credential_condition,
+    delete_op,
+    endpoint_ops,
+    gateway_ops,
+    initial_conditions,
+    put_op,
+    static_export,
+    with_condition,
+)
 from federation.registry.trust import TrustService
 from federation.store import Store, Versioned
-from federation.store.backend import ABSENT, Delete, Op, Put, prefix_end
-from federation.store.typed import encode, storage_key
+from federation.store.backend import ABSENT, Op, Put, prefix_end
 
 # Fields of a cluster that may change after creation. The name is its identity and
 # the trust domain is baked into its CA and every SVID it holds: change those by
@@ -54,13 +61,6 @@ GATEWAY_CAS_ATTEMPTS = 5
 EXPORT_CAS_ATTEMPTS = 5
 # Exports read per store round trip while filling one page of services.
 SERVICE_PAGE_CHUNK = 1000
-# Why a new link's conditions are Unknown: nothing has probed or synced it yet.
-INITIAL_REASONS = {
-    "Ready": ("Pending", "waiting for the other conditions"),
-    "GatewayReachable": ("NotProbed", "no gateway has reported a probe yet"),
-    "CredentialsValid": ("Pending", "credentials not yet exchanged"),
-    "Synced": ("Pending", "no agent has synced this link yet"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,6 @@ class Topology:
     gateways: Mapping[str, Gateway]
 
 
-T = TypeVar("T")
 
 
 class HeldByAgent(Conflict):
@@ -103,176 +102,6 @@ class HeldByAgent(Conflict):
             "change it at the agent's source, or stop the agent first",
         )
         self.key, self.expected, self.actual = key, -1, None
-
-
-@dataclass(frozen=True, slots=True)
-class ExportState:
-    """One cluster's export of one service with that cluster's endpoints for it."""
-
-    export: Versioned[ServiceExport]
-    endpoints: tuple[Versioned[Endpoint], ...]
-
-    @property
-    def leased(self) -> bool:
-        """Held by an agent: the export or an endpoint lives under a lease."""
-        return self.export.lease != 0 or any(ep.lease != 0 for ep in self.endpoints)
-
-
-def _at(prefix: str, make: Callable[..., T], *args: Any) -> T:
-    """`make(*args)`, a ValidationError's field put under `prefix` (`endpoints[1].zone`)."""
-    try:
-        return make(*args)
-    except ValidationError as exc:
-        field = exc.field if exc.field.startswith(prefix) else f"{prefix}.{exc.field}"
-        raise ValidationError(field, exc.message) from None
-
-
-def _endpoint_ports(
-    field: str, spec: Mapping[str, Any], service_ports: tuple[Port, ...]
-) -> tuple[Port, ...]:
-    """An endpoint's ports: `port` (for the service's only port), `ports` matched to the
-    service's by name, or neither (it listens on the service's own ports); protocol and
-    app protocol are the service's. The rules of discovery_sync's static source file."""
-    port, ports = spec.get("port"), spec.get("ports")
-    if port is not None and ports is not None:
-        raise ValidationError(f"{field}.ports", "give either port or ports, not both")
-    if ports is None:
-        if port is None:
-            return service_ports
-        if len(service_ports) > 1:
-            raise ValidationError(
-                f"{field}.port",
-                f"the service has {len(service_ports)} ports: give ports: [{{name, port}}]",
-            )
-        only = service_ports[0]
-        return (_at(f"{field}.port", Port, port, only.protocol, only.name, only.app_protocol),)
-    by_name = {p.name: p for p in service_ports}
-    out: list[Port] = []
-    seen: set[tuple[int, str]] = set()
-    for k, raw in enumerate(ports):
-        pfield = f"{field}.ports[{k}]"
-        name = raw.get("name") or ""
-        svc = by_name.get(name)
-        if svc is None and not name and len(service_ports) == 1:
-            svc = service_ports[0]  # an unnamed port of a one-port service is that port
-        if svc is None:
-            raise ValidationError(f"{pfield}.name", f"{name!r} names none of the service's ports")
-        p = _at(pfield, Port, raw.get("port"), svc.protocol, svc.name, svc.app_protocol)
-        if (p.port, p.protocol) in seen:
-            raise ValidationError(f"{pfield}.port", f"port {p.port}/{p.protocol} listed twice")
-        seen.add((p.port, p.protocol))
-        out.append(p)
-    if not out:
-        raise ValidationError(f"{field}.ports", "an endpoint needs at least one port")
-    return tuple(out)
-
-
-def static_export(
-    cluster: Cluster,
-    namespace: str,
-    name: str,
-    spec: Mapping[str, Any],
-    created: datetime,
-) -> tuple[ServiceExport, tuple[Endpoint, ...]]:
-    """The export and endpoints a static export request describes, every error naming its
-    field (`ports[0].port`, `endpoints[2].address`). `spec` holds `ports`, `scope` and
-    `endpoints` (each `address`, `port` or `ports`, `zone` (default: the cluster's),
-    `ready`, `weight`), as the REST body has them."""
-    ports = tuple(
-        _at(f"ports[{i}]", Port.from_dict, raw) for i, raw in enumerate(spec.get("ports") or ())
-    )
-    if not ports:
-        raise ValidationError("ports", "an export needs at least one port")
-    scope = tuple(spec.get("scope") or ())
-    export = ServiceExport(cluster.name, namespace, name, created, ports, scope)
-    endpoints: dict[str, Endpoint] = {}
-    for j, raw in enumerate(spec.get("endpoints") or ()):
-        field = f"endpoints[{j}]"
-        ep = _at(
-            field,
-            Endpoint,
-            cluster.name,
-            namespace,
-            name,
-            raw.get("address"),
-            _endpoint_ports(field, raw, export.ports),
-            raw.get("zone") or cluster.zone,
-            raw.get("ready", True),
-            raw.get("weight", 1),
-        )
-        if ep.address in endpoints:
-            raise ValidationError(f"{field}.address", f"{ep.address} is listed twice")
-        endpoints[ep.address] = ep
-    return export, tuple(endpoints[a] for a in sorted(endpoints))
-
-
-def _put(record: Record, expect: int | None) -> Put:
-    return Put(storage_key(record.KIND, record.key), encode(record), expect)
-
-
-def _delete(kind: str, key: str, expect: int | None = None) -> Delete:
-    return Delete(storage_key(kind, key), expect)
-
-
-def _endpoint_ops(held: Sequence[Versioned[Endpoint]], wanted: Sequence[Endpoint]) -> list[Op]:
-    """Make `held` (one service's endpoints in one cluster) into `wanted`, each write
-    conditioned on the revision read: `Store.replace_endpoints`' rule, as ops to commit
-    with the export and the audit event. Unleased (lease 0) throughout."""
-    want = {ep.key: ep for ep in wanted}
-    ops: list[Op] = [
-        _delete(Endpoint.KIND, v.record.key, v.revision) for v in held if v.record.key not in want
-    ]
-    have = {v.record.key: v for v in held}
-    for k, ep in want.items():
-        old = have.get(k)
-        if old is not None and old.record == ep and old.lease == 0:
-            continue
-        ops.append(_put(ep, old.revision if old is not None else ABSENT))
-    return ops
-
-
-def gateway_for(cluster: Cluster, held: Gateway | None) -> Gateway | None:
-    """The Gateway record `cluster` implies: its gateway addresses, locality and trust
-    domain; None when it has no gateway address. What the registry does not own --
-    `healthy` (peers' probe reports) and `modes` -- is kept from `held`."""
-    if not cluster.gateway_addresses:
-        return None
-    if held is None:
-        return Gateway(
-            cluster.name,
-            cluster.gateway_addresses,
-            region=cluster.region,
-            zone=cluster.zone,
-            trust_domain=cluster.trust_domain,
-        )
-    return replace(
-        held,
-        addresses=cluster.gateway_addresses,
-        region=cluster.region,
-        zone=cluster.zone,
-        trust_domain=cluster.trust_domain,
-    )
-
-
-def gateway_ops(cluster: Cluster, held: Versioned[Gateway] | None) -> list[Op]:
-    """Store ops that make the cluster's Gateway record match it (none if it already does).
-
-    Compare-and-set on the held record, so a concurrent health report is not lost:
-    the transaction fails with Conflict instead and the caller retries.
-    """
-    wanted = gateway_for(cluster, held.record if held is not None else None)
-    if wanted is None:
-        return [] if held is None else [_delete(Gateway.KIND, cluster.name, held.revision)]
-    if held is not None and held.record == wanted:
-        return []
-    return [_put(wanted, held.revision if held is not None else ABSENT)]
-
-
-def initial_conditions(now: datetime) -> tuple[Condition, ...]:
-    return tuple(
-        Condition(t, "Unknown", INITIAL_REASONS[t][0], INITIAL_REASONS[t][1], now)
-        for t in LINK_CONDITIONS
-    )
 
 
 class Registry:
@@ -312,14 +141,14 @@ class Registry:
         held = await self.store.gateways.find(cluster.name)
         gw_ops = gateway_ops(cluster, held)
         rev = await self._commit(
-            [_put(cluster, ABSENT), *gw_ops], actor, "create", Cluster.KIND, cluster.key, now
+            [put_op(cluster, ABSENT), *gw_ops], actor, "create", Cluster.KIND, cluster.key, now
         )
         try:
             await self.trust.issue_cluster_ca(cluster, now)
         except BaseException:
-            undo: list[Op] = [_delete(Cluster.KIND, cluster.key, rev)]
+            undo: list[Op] = [delete_op(Cluster.KIND, cluster.key, rev)]
             if any(isinstance(op, Put) for op in gw_ops):
-                undo.append(_delete(Gateway.KIND, cluster.key, rev))
+                undo.append(delete_op(Gateway.KIND, cluster.key, rev))
             await self.store.commit(undo)
             raise
         return Versioned(cluster, rev, rev)
@@ -349,7 +178,7 @@ class Registry:
             data = {**current.record.to_dict(), **changes}
             updated = Cluster.from_dict(data)
             ops = [
-                _put(updated, expect),
+                put_op(updated, expect),
                 *gateway_ops(updated, await self.store.gateways.find(name)),
             ]
             try:
@@ -370,19 +199,19 @@ class Registry:
         """Delete the cluster with its links, gateway, exports and endpoints."""
         current = await self.store.clusters.get(name)
         ops: list[Op] = [
-            _delete(Cluster.KIND, name, revision if revision is not None else current.revision)
+            delete_op(Cluster.KIND, name, revision if revision is not None else current.revision)
         ]
         for link in await self.store.links.list():
             if name in (link.record.a, link.record.b):
-                ops.append(_delete(Link.KIND, link.record.key, link.revision))
+                ops.append(delete_op(Link.KIND, link.record.key, link.revision))
         if (gw := await self.store.gateways.find(name)) is not None:
-            ops.append(_delete(Gateway.KIND, name, gw.revision))
+            ops.append(delete_op(Gateway.KIND, name, gw.revision))
         for export in await self.store.exports.list():
             if export.record.cluster == name:
-                ops.append(_delete(ServiceExport.KIND, export.record.key, export.revision))
+                ops.append(delete_op(ServiceExport.KIND, export.record.key, export.revision))
         for ep in await self.store.endpoints.list():
             if ep.record.cluster == name:
-                ops.append(_delete(Endpoint.KIND, ep.record.key, ep.revision))
+                ops.append(delete_op(Endpoint.KIND, ep.record.key, ep.revision))
         await self._commit(ops, actor, "delete", Cluster.KIND, name, now)
         await self.trust.remove_cluster_ca(name)
 
@@ -424,7 +253,7 @@ class Registry:
             raise AlreadyExists(f"links/{link.b}/{link.a}")
         created = replace(link, conditions=initial_conditions(now), credential_expiry=None)
         rev = await self._commit(
-            [_put(created, ABSENT)], actor, "create", Link.KIND, created.key, now
+            [put_op(created, ABSENT)], actor, "create", Link.KIND, created.key, now
         )
         return Versioned(created, rev, rev)
 
@@ -444,14 +273,12 @@ class Registry:
         updated = replace(
             current.record,
             credential_expiry=expiry,
-            conditions=_with_condition(
-                current.record.conditions, credential_condition(expiry, now)
-            ),
+            conditions=with_condition(current.record.conditions, credential_condition(expiry, now)),
         )
         if updated == current.record:
             return current
         rev = await self._commit(
-            [_put(updated, current.revision)], actor, "update", Link.KIND, updated.key, now
+            [put_op(updated, current.revision)], actor, "update", Link.KIND, updated.key, now
         )
         return Versioned(updated, rev, current.create_revision)
 
@@ -459,7 +286,7 @@ class Registry:
         current = await self.get_link(a, b)
         key = current.record.key
         await self._commit(
-            [_delete(Link.KIND, key, current.revision)], actor, "delete", Link.KIND, key, now
+            [delete_op(Link.KIND, key, current.revision)], actor, "delete", Link.KIND, key, now
         )
 
     # -- services, imports, gateways, topology --------------------------------------
@@ -574,12 +401,12 @@ class Registry:
                 raise Conflict(f"exports/{key}", revision, current.revision if current else None)
             created = current.record.created if current is not None else now
             export, endpoints = static_export(held_cluster, namespace, name, spec, created)
-            ep_ops = _endpoint_ops(held, endpoints)
+            ep_ops = endpoint_ops(held, endpoints)
             if current is not None and current.record == export and not ep_ops:
                 return ExportState(current, tuple(held)), False
             # The export is rewritten on any change, so its revision (the ETag) moves
             # with its endpoints too.
-            ops = [_put(export, current.revision if current is not None else ABSENT), *ep_ops]
+            ops = [put_op(export, current.revision if current is not None else ABSENT), *ep_ops]
             action = "create" if current is None else "update"
             try:
                 rev = await self._commit(ops, actor, action, ServiceExport.KIND, key, now)
@@ -615,8 +442,8 @@ class Registry:
         if state.leased:
             raise HeldByAgent(f"exports/{key}")
         expect = revision if revision is not None else state.export.revision
-        ops: list[Op] = [_delete(ServiceExport.KIND, key, expect)]
-        ops += [_delete(Endpoint.KIND, ep.record.key, ep.revision) for ep in state.endpoints]
+        ops: list[Op] = [delete_op(ServiceExport.KIND, key, expect)]
+        ops += [delete_op(Endpoint.KIND, ep.record.key, ep.revision) for ep in state.endpoints]
         await self._commit(ops, actor, "delete", ServiceExport.KIND, key, now)
 
     async def imports(self, cluster: str) -> list[ServiceImport]:
@@ -652,7 +479,7 @@ class Registry:
     ) -> tuple[ApiToken, str]:
         """A new API token; the bearer string is returned once and never stored."""
         record, bearer = self.tokens.new_token(name, role, now, ttl)
-        await self._commit([_put(record, ABSENT)], actor, "create", ApiToken.KIND, name, now)
+        await self._commit([put_op(record, ABSENT)], actor, "create", ApiToken.KIND, name, now)
         return record, bearer
 
     async def list_tokens(self) -> list[ApiToken]:
@@ -661,7 +488,7 @@ class Registry:
     async def delete_token(self, name: str, actor: str, now: datetime) -> None:
         current = await self.store.tokens.get(name)
         await self._commit(
-            [_delete(ApiToken.KIND, name, current.revision)],
+            [delete_op(ApiToken.KIND, name, current.revision)],
             actor,
             "delete",
             ApiToken.KIND,
@@ -678,31 +505,3 @@ class Registry:
         except AlreadyExists:
             return None  # another replica bootstrapped first
         return bearer
-
-
-def credential_condition(expiry: datetime | None, now: datetime) -> Condition:
-    """CredentialsValid for a link holding a credential that expires at `expiry`."""
-    if expiry is None:
-        return Condition("CredentialsValid", "True", "NoCredential", "the link holds none", now)
-    if expiry <= now:
-        return Condition(
-            "CredentialsValid", "False", "Expired", f"expired {expiry.isoformat()}", now
-        )
-    return Condition("CredentialsValid", "True", "Valid", f"expires {expiry.isoformat()}", now)
-
-
-def _with_condition(conditions: tuple[Condition, ...], new: Condition) -> tuple[Condition, ...]:
-    """Replace `new.type`'s condition; lastTransitionTime moves only when status changes
-    (metav1.Condition semantics)."""
-    out: list[Condition] = []
-    placed = False
-    for c in conditions:
-        if c.type != new.type:
-            out.append(c)
-            continue
-        placed = True
-        same = c.status == new.status
-        out.append(replace(new, last_transition_time=c.last_transition_time) if same else new)
-    if not placed:
-        out.append(new)
-    return tuple(out)
