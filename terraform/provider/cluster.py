@@ -22,6 +22,7 @@ from tf.schema import Attribute, Schema
 
 from terraform.provider.client import ApiError, Client, path
 from terraform.provider.common import (
+    ApiValidatedResource,
     Context,
     HasClient,
     fill_unknowns,
@@ -53,7 +54,7 @@ def default_trust_domain(name: str) -> str:
     return f"{name}.{DEFAULT_TRUST_DOMAIN_SUFFIX}"
 
 
-class ClusterResource:
+class ClusterResource(ApiValidatedResource):
     """The `meshfed_cluster` resource (implements `tf.iface.Resource`)."""
 
     def __init__(self, provider: HasClient) -> None:
@@ -140,18 +141,6 @@ class ClusterResource:
                 ),
             ]
         )
-
-    def validate(self, diags: Any, type_name: str, config: dict[str, Any]) -> None:
-        """Nothing beyond the schema: the registry's own validation speaks at apply."""
-
-    def upgrade(self, ctx: Context, version: int, old: dict[str, Any]) -> dict[str, Any]:
-        return old
-
-    def plan(
-        self, ctx: Context, current: dict[str, Any] | None, planned: dict[str, Any]
-    ) -> dict[str, Any]:
-        """An in-place update changes no computed attribute: the plan is the proposal."""
-        return planned
 
     # -- CRUD ---------------------------------------------------------------------------
 

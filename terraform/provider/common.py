@@ -112,3 +112,23 @@ def reconcile(
 def fill_unknowns(state: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """`state` with every Unknown replaced by `values`' entry (or null)."""
     return {k: (values.get(k) if is_unknown(v) else v) for k, v in state.items()}
+
+
+class ApiValidatedResource:
+    """What every meshfed resource answers the same way, inherited instead of copied.
+
+    Validation is the registry's (it speaks at apply as a diagnostic); there is no
+    old state version to upgrade; and an update plan changes nothing computed (in
+    place via PATCH/PUT, or a replacement Terraform plans itself).
+    """
+
+    def validate(self, diags: Any, type_name: str, config: dict[str, Any]) -> None:
+        """Nothing beyond the schema: the registry's own validation speaks at apply."""
+
+    def upgrade(self, ctx: Context, version: int, old: dict[str, Any]) -> dict[str, Any]:
+        return old
+
+    def plan(
+        self, ctx: Context, current: dict[str, Any] | None, planned: dict[str, Any]
+    ) -> dict[str, Any]:
+        return planned

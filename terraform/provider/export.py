@@ -25,7 +25,14 @@ from tf.gen import tfplugin_pb2 as pb
 from tf.schema import Attribute, Schema
 
 from terraform.provider.client import ApiError, Client, path
-from terraform.provider.common import Context, HasClient, known, report, same_set
+from terraform.provider.common import (
+    ApiValidatedResource,
+    Context,
+    HasClient,
+    known,
+    report,
+    same_set,
+)
 from terraform.provider.tftypes import Map, TfType
 
 IDENTITY = ("cluster", "namespace", "name")
@@ -171,7 +178,7 @@ def _endpoint_matches(
     return _endpoint_ports(ep) == {p.get("name", ""): p["port"] for p in service_ports}
 
 
-class ServiceExportResource:
+class ServiceExportResource(ApiValidatedResource):
     """The `meshfed_service_export` resource (implements `tf.iface.Resource`)."""
 
     def __init__(self, provider: HasClient) -> None:
@@ -222,18 +229,6 @@ class ServiceExportResource:
                 ),
             ]
         )
-
-    def validate(self, diags: Any, type_name: str, config: dict[str, Any]) -> None:
-        """Nothing beyond the schema: the registry's own validation speaks at apply."""
-
-    def upgrade(self, ctx: Context, version: int, old: dict[str, Any]) -> dict[str, Any]:
-        return old
-
-    def plan(
-        self, ctx: Context, current: dict[str, Any] | None, planned: dict[str, Any]
-    ) -> dict[str, Any]:
-        """An update keeps `created`; everything else is what the configuration says."""
-        return planned
 
     # -- CRUD ---------------------------------------------------------------------------
 

@@ -17,7 +17,15 @@ from tf import types as t
 from tf.schema import Attribute, Schema
 
 from terraform.provider.client import ApiError, path
-from terraform.provider.common import Context, HasClient, known, reconcile, report, same_set
+from terraform.provider.common import (
+    ApiValidatedResource,
+    Context,
+    HasClient,
+    known,
+    reconcile,
+    report,
+    same_set,
+)
 from terraform.provider.tftypes import Map
 
 DEFAULTS: dict[str, Any] = {"bidirectional": True, "mode": "terminating", "namespaces": []}
@@ -38,7 +46,7 @@ def computed_fields(found: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class LinkResource:
+class LinkResource(ApiValidatedResource):
     """The `meshfed_link` resource (implements `tf.iface.Resource`)."""
 
     def __init__(self, provider: HasClient) -> None:
@@ -110,18 +118,6 @@ class LinkResource:
                 ),
             ]
         )
-
-    def validate(self, diags: Any, type_name: str, config: dict[str, Any]) -> None:
-        """Nothing beyond the schema: the registry's own validation speaks at apply."""
-
-    def upgrade(self, ctx: Context, version: int, old: dict[str, Any]) -> dict[str, Any]:
-        return old
-
-    def plan(
-        self, ctx: Context, current: dict[str, Any] | None, planned: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Every argument forces replacement, so an update plan changes nothing computed."""
-        return planned
 
     def create(self, ctx: Context, planned: dict[str, Any]) -> dict[str, Any] | None:
         client = self.provider.api(ctx.diagnostics)
