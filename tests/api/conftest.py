@@ -8,7 +8,6 @@ module (tests use distinct names); `api.token(role)` mints a token per role.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,29 +22,10 @@ from prometheus_client import CollectorRegistry
 from federation.api import create_app
 from federation.registry.serve import bootstrap, open_registry
 from federation.registry.service import Registry
+from tests.servers.ports import free_port
 from trust_bundle import PassphraseProtector
 
 PASSPHRASE = b"test-passphrase-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def grpc_port_pair() -> int:
-    """A free port whose successor (the registry's Join port, gRPC + 1) is free too."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no free port pair")
 
 
 @dataclass

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.conftest import cluster_body, free_port, grpc_port_pair
+from tests.api.conftest import cluster_body
+from tests.servers.ports import free_port, grpc_port_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 

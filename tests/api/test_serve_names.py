@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from tests.api.conftest import free_port, grpc_port_pair
+from tests.servers.ports import free_port, grpc_port_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 

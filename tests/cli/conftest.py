@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import free_port
+from tests.servers.ports import serve_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     data_dir = base / "data"
     home = base / "home"
     home.mkdir()
-    api_port, grpc_port = free_port(), free_port()
+    api_port, grpc_port = serve_ports()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFED_")}
     log = (base / "serve.log").open("w")
     proc = subprocess.Popen(
