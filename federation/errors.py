@@ -76,6 +76,10 @@ class Compacted(StoreError):
         self.compact_revision = compact_revision
 
 
+class ListenFailed(FederationError):
+    """A server could not bind its address (in use, not local, no permission)."""
+
+
 class BadStoreURL(FederationError, ValueError):
     """The `--store` URL names an unknown scheme or is malformed."""
 

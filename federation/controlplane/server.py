@@ -21,6 +21,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 from cryptography import x509
@@ -41,6 +42,7 @@ from federation.controlplane.settings import (
     SERVER_CERT_RENEW_FRACTION,
     Settings,
 )
+from federation.errors import ListenFailed
 from federation.store import Store
 
 log = logging.getLogger("meshfed.controlplane")
@@ -192,6 +194,17 @@ async def _renew(
         log.info("control plane certificate renewed, valid until %s", certs.not_after)
 
 
+def _bind(server: Any, address: str, credentials: Any, what: str) -> int:
+    """add_secure_port, with gRPC's RuntimeError turned into a message naming the address."""
+    try:
+        port: int = server.add_secure_port(address, credentials)
+    except RuntimeError as exc:
+        raise ListenFailed(
+            f"the {what} cannot listen on {address}: address in use or not local ({exc})"
+        ) from None
+    return port
+
+
 async def start(
     store: Store,
     trust: Trust,
@@ -208,13 +221,13 @@ async def start(
     main = grpc.aio.server(options=OPTIONS)
     pbg.add_ControlPlaneServicer_to_server(ControlPlaneServicer(ctx), main)
     mtls = grpc.dynamic_ssl_server_credentials(certs.config(), certs.fetch, True)
-    port = main.add_secure_port(listen, mtls)
+    port = _bind(main, listen, mtls, "control plane")
 
     join = grpc.aio.server(options=OPTIONS)
     pbg.add_BootstrapServicer_to_server(BootstrapServicer(ctx), join)
     server_tls = grpc.dynamic_ssl_server_credentials(certs.config(), certs.fetch, False)
     join_listen = join_address(listen, settings)
-    join_port = join.add_secure_port(join_listen, server_tls)
+    join_port = _bind(join, join_listen, server_tls, "join service")
 
     await main.start()
     await join.start()

@@ -85,8 +85,6 @@ class Topology:
     gateways: Mapping[str, Gateway]
 
 
-
-
 class HeldByAgent(Conflict):
     """A static export write met records the cluster's agent holds under its lease.
 

@@ -74,3 +74,16 @@ def test_bad_lease_ttl_exits_2_naming_the_value(tmp_path: Path) -> None:
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "'0.1'" in out
+
+
+def test_a_taken_grpc_port_is_one_clear_error_line_not_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = serve("--data-dir", str(tmp_path), "--api", f"127.0.0.1:{free_port()}",
+                     "--grpc", f"127.0.0.1:{port}")  # fmt: skip
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out
+    assert f"cannot listen on 127.0.0.1:{port}" in out
