@@ -36,7 +36,8 @@ class Child:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "federation.cli", *self.argv],
+                # -P: never let a module in the current directory shadow a library (3.11+)
+                [sys.executable, "-P", "-m", "federation.cli", *self.argv],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
