@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from federation.errors import (
     FederationError,
@@ -157,6 +158,10 @@ class RotationSnapshot:
     state: rotation.RotationState
     bundles: tuple[Versioned[TrustDomain], ...]
     intermediates: tuple[Versioned[CaMaterial], ...]
+
+
+def pem_text(certs: list[x509.Certificate] | tuple[x509.Certificate, ...]) -> str:
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
 
 
 def ca_certificate(material: CaMaterial) -> x509.Certificate:
