@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from federation.errors import ValidationError
-from federation.model import Condition, Link
+from federation.model import Condition, Link, set_condition
 
 REACHABLE = "GatewayReachable"
 READY = "Ready"
@@ -114,23 +114,6 @@ def format_directions(states: Mapping[Direction, DirectionState]) -> str:
     return _SEPARATOR.join(parts)
 
 
-def _set(conditions: Iterable[Condition], new: Condition) -> tuple[Condition, ...]:
-    """Replace the condition of `new.type`, keeping its transition time if status held."""
-    out: list[Condition] = []
-    placed = False
-    for c in conditions:
-        if c.type == new.type:
-            placed = True
-            if c.status == new.status:
-                new = replace(new, last_transition_time=c.last_transition_time)
-            out.append(new)
-        else:
-            out.append(c)
-    if not placed:
-        out.append(new)
-    return tuple(out)
-
-
 def _reachable(states: Mapping[Direction, DirectionState], now: datetime) -> Condition:
     message = format_directions(states)
     down = [st for _, st in sorted(states.items()) if not st.up]
@@ -168,8 +151,8 @@ def apply_probe(link: Link, probe: Probe, now: datetime) -> Link:
     states[direction] = DirectionState(
         probe.up, "" if probe.up else probe.effective_reason, _clean(probe.message)
     )
-    conditions = _set(link.conditions, _reachable(states, now))
-    conditions = _set(conditions, ready(conditions, now))
+    conditions = set_condition(link.conditions, _reachable(states, now))
+    conditions = set_condition(conditions, ready(conditions, now))
     return replace(link, conditions=conditions)
 
 

@@ -6,7 +6,7 @@
 """
 
 from federation.model.access import ApiToken, AuditEvent, CaMaterial, JoinToken, RootRotation
-from federation.model.base import Condition, Port, Record
+from federation.model.base import Condition, Port, Record, set_condition
 from federation.model.services import Endpoint, ServiceExport, ServiceKey, endpoint_prefix
 from federation.model.topology import Cluster, Gateway, Link, TrustDomain
 
@@ -44,4 +44,5 @@ __all__ = [
     "ServiceKey",
     "TrustDomain",
     "endpoint_prefix",
+    "set_condition",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
@@ -219,6 +219,25 @@ def _stored_converter(annotation: str) -> Any:
     if annotation.startswith("tuple["):
         return tuple
     return None
+
+
+def set_condition(conditions: Iterable[Condition], new: Condition) -> tuple[Condition, ...]:
+    """Replace `new.type`'s condition (or add it); lastTransitionTime moves only when
+    the status changes (metav1.Condition semantics)."""
+    out: list[Condition] = []
+    placed = False
+    for c in conditions:
+        if c.type != new.type:
+            out.append(c)
+            continue
+        placed = True
+        held = c.status == new.status
+        out.append(
+            dataclasses.replace(new, last_transition_time=c.last_transition_time) if held else new
+        )
+    if not placed:
+        out.append(new)
+    return tuple(out)
 
 
 class Record:

@@ -218,20 +218,3 @@ def credential_condition(expiry: datetime | None, now: datetime) -> Condition:
             "CredentialsValid", "False", "Expired", f"expired {expiry.isoformat()}", now
         )
     return Condition("CredentialsValid", "True", "Valid", f"expires {expiry.isoformat()}", now)
-
-
-def with_condition(conditions: tuple[Condition, ...], new: Condition) -> tuple[Condition, ...]:
-    """Replace `new.type`'s condition; lastTransitionTime moves only when status changes
-    (metav1.Condition semantics)."""
-    out: list[Condition] = []
-    placed = False
-    for c in conditions:
-        if c.type != new.type:
-            out.append(c)
-            continue
-        placed = True
-        same = c.status == new.status
-        out.append(replace(new, last_transition_time=c.last_transition_time) if same else new)
-    if not placed:
-        out.append(new)
-    return tuple(out)

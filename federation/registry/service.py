@@ -27,6 +27,7 @@ from federation.model import (
     ServiceExport,
     ServiceKey,
     endpoint_prefix,
+    set_condition,
 )
 from federation.model.imports import ServiceImport, imports_for, merge_ports
 from federation.registry import audit
@@ -40,7 +41,6 @@ from federation.registry.records import (
     initial_conditions,
     put_op,
     static_export,
-    with_condition,
 )
 from federation.registry.trust import TrustService
 from federation.store import Store, Versioned
@@ -271,7 +271,7 @@ class Registry:
         updated = replace(
             current.record,
             credential_expiry=expiry,
-            conditions=with_condition(current.record.conditions, credential_condition(expiry, now)),
+            conditions=set_condition(current.record.conditions, credential_condition(expiry, now)),
         )
         if updated == current.record:
             return current
