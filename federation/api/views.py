@@ -12,7 +12,7 @@ from typing import Any
 
 from federation.model import ApiToken, AuditEvent, Cluster, Endpoint, Gateway, Link, Port
 from federation.model.imports import ServiceImport
-from federation.registry.service import ServiceSummary, Topology
+from federation.registry.records import ServiceSummary, Topology
 from federation.store import Versioned
 
 

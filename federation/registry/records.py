@@ -2,7 +2,8 @@
 
 Why this module exists: `Registry` (service.py) does the I/O; what a static export,
 a cluster's Gateway record, a new link's conditions or a link credential's
-condition look like is decided here from data, with time passed in.
+condition look like is decided here from data, with time passed in; so are the
+summaries it answers with (`ServiceSummary`, `Topology`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from federation.model import (
     Condition,
     Endpoint,
     Gateway,
+    Link,
     Port,
     Record,
     ServiceExport,
+    ServiceKey,
 )
 from federation.model.base import LINK_CONDITIONS
 from federation.store import Versioned
@@ -218,3 +221,25 @@ def credential_condition(expiry: datetime | None, now: datetime) -> Condition:
             "CredentialsValid", "False", "Expired", f"expired {expiry.isoformat()}", now
         )
     return Condition("CredentialsValid", "True", "Valid", f"expires {expiry.isoformat()}", now)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    """A service across the federation: who exports it, merged ports, conflicts."""
+
+    service: ServiceKey
+    exports: tuple[ServiceExport, ...]
+    ports: tuple[Port, ...]
+    conflicts: tuple[str, ...]
+    endpoints: tuple[Endpoint, ...] = ()
+
+    @property
+    def clusters(self) -> tuple[str, ...]:
+        return tuple(sorted(e.cluster for e in self.exports))
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    clusters: tuple[Cluster, ...]
+    links: tuple[Link, ...]
+    gateways: Mapping[str, Gateway]

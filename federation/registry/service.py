@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,6 @@ from federation.model import (
     Endpoint,
     Gateway,
     Link,
-    Port,
     ServiceExport,
     ServiceKey,
     endpoint_prefix,
@@ -34,6 +33,8 @@ from federation.registry import audit
 from federation.registry.auth import TokenService
 from federation.registry.records import (
     ExportState,
+    ServiceSummary,
+    Topology,
     credential_condition,
     delete_op,
     endpoint_ops,
@@ -61,28 +62,6 @@ GATEWAY_CAS_ATTEMPTS = 5
 EXPORT_CAS_ATTEMPTS = 5
 # Exports read per store round trip while filling one page of services.
 SERVICE_PAGE_CHUNK = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceSummary:
-    """A service across the federation: who exports it, merged ports, conflicts."""
-
-    service: ServiceKey
-    exports: tuple[ServiceExport, ...]
-    ports: tuple[Port, ...]
-    conflicts: tuple[str, ...]
-    endpoints: tuple[Endpoint, ...] = ()
-
-    @property
-    def clusters(self) -> tuple[str, ...]:
-        return tuple(sorted(e.cluster for e in self.exports))
-
-
-@dataclass(frozen=True, slots=True)
-class Topology:
-    clusters: tuple[Cluster, ...]
-    links: tuple[Link, ...]
-    gateways: Mapping[str, Gateway]
 
 
 class HeldByAgent(Conflict):
