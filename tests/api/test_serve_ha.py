@@ -24,9 +24,9 @@ import pytest
 
 from federation.client import ControlPlaneClient, Delta, Snapshot, WatchView, join
 from federation.model import ServiceKey
-from tests.api.conftest import cluster_body, free_port
+from tests.api.conftest import cluster_body
 from tests.servers.etcd import EtcdServer
-from tests.terraform.conftest import free_port_pair
+from tests.servers.ports import serve_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -60,10 +60,7 @@ class Serve:
 
 
 def start_serve(store_url: str, data_dir: Path, passphrase: str) -> Serve:
-    grpc_port = free_port_pair()  # the join port is grpc + 1
-    api_port = free_port()
-    while api_port in (grpc_port, grpc_port + 1):
-        api_port = free_port()
+    api_port, grpc_port = serve_ports()  # the Join port (grpc + 1) is free too
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFED_")}
     env["MESHFED_KEY_PASSPHRASE"] = passphrase
     data_dir.mkdir(parents=True, exist_ok=True)

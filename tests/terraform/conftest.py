@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from typing import Any
 
 import pytest
 
+from tests.servers.ports import serve_ports
+
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "terraform" / "modules" / "federation"
 EXAMPLE_DIR = REPO / "terraform" / "examples" / "two-clouds"
@@ -39,27 +40,6 @@ PROVIDER_VERSION = "0.1.0"
 TERRAFORM = "/usr/local/bin/terraform"
 # A terraform command that hangs (a plugin that never answers) must not hang CI.
 COMMAND_TIMEOUT = 180
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def free_port_pair() -> int:
-    """A free port P with P+1 free too: `meshfed serve --grpc H:P` also binds P+1 (join)."""
-    for _ in range(100):
-        port = free_port()
-        with socket.socket() as a, socket.socket() as b:
-            try:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no two adjacent free loopback ports")
 
 
 # -- the registry ------------------------------------------------------------------------
@@ -96,10 +76,7 @@ class Registry:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     data_dir = tmp_path_factory.mktemp("registry")
     store_url = f"sqlite:///{data_dir / 'registry.db'}"
-    grpc_port = free_port_pair()
-    api_port = free_port()
-    while api_port in (grpc_port, grpc_port + 1):
-        api_port = free_port()
+    api_port, grpc_port = serve_ports()  # the Join port (grpc + 1) is free too
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFED_")}
     log = (data_dir / "serve.log").open("w")
     proc = subprocess.Popen(
