@@ -7,6 +7,10 @@ order (at most ``max_connect_attempts``), feeds every connect result back into
 the outlier state, and relays. A dead cluster therefore costs the client no
 failed connection: the connect is retried at once on the next cluster, and after
 ``consecutive_failures`` the cluster is ejected so later connections skip it.
+A peer that refuses fails at once; a blackholed one (a partition: SYNs vanish)
+fails after ``peer_connect_timeout`` (1.5 s, shorter than the backend
+``connect_timeout``), and an origination handshake cut off half-way after
+``peer_handshake_timeout`` (3 s; see :mod:`eastwest_gateway.settings`).
 
 Peer gateways are probed every ``probe_interval`` (:mod:`eastwest_gateway.probe`,
 :mod:`eastwest_gateway.health`); a DOWN cluster is skipped by the ranker.
@@ -223,10 +227,13 @@ class Egress:
             self.locality, self.candidates(route), self.outliers, time.monotonic(), self.rng
         )
         clusters = {c.name: c for c in route.clusters}
+        handshake_timeout = min(
+            self.settings.handshake_timeout, self.settings.peer_handshake_timeout
+        )
         for candidate in ranked[: self.settings.max_connect_attempts]:
             for gateway in clusters[candidate.name].gateways:
                 try:
-                    sock, seconds = await connect(gateway, self.settings.connect_timeout)
+                    sock, seconds = await connect(gateway, self.settings.peer_connect_timeout)
                 except UpstreamError as exc:
                     log.info("egress: %s via %s failed: %s", candidate.name, gateway, exc)
                     continue
@@ -235,7 +242,7 @@ class Egress:
                     assert context is not None  # the route file guarantees it
                     stream = TlsStream(sock, context, server_side=False, server_hostname=route.sni)
                     try:
-                        await asyncio.wait_for(stream.handshake(), self.settings.handshake_timeout)
+                        await asyncio.wait_for(stream.handshake(), handshake_timeout)
                         check_upstream_identity(stream, clusters[candidate.name].spiffe_id)
                     except (HandshakeError, TimeoutError) as exc:
                         close_quietly(sock)
@@ -318,7 +325,7 @@ class Egress:
             await asyncio.sleep(self.settings.probe_interval)
 
     async def _probe(self, cluster: str, gateways: tuple[HostPort, ...]) -> None:
-        timeout = min(self.settings.connect_timeout, self.settings.probe_interval)
+        timeout = min(self.settings.peer_connect_timeout, self.settings.probe_interval)
         results = [await probe_gateway(g, self._context, timeout) for g in gateways]
         before = self.probes.get(cluster, ProbeState())
         after = observe(before, any(results))

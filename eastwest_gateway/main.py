@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import math
 import re
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ from federation.model import validation
 DEFAULT_LISTEN = "0.0.0.0:15443"  # Istio's east-west (AUTO_PASSTHROUGH) port
 DEFAULT_ADMIN = "127.0.0.1:15021"  # Istio's gateway status port
 EXIT_USAGE = 2
+MAX_TIMEOUT = 300.0
 
 
 def _host_port(text: str) -> HostPort:
@@ -81,6 +83,16 @@ def _offset(text: str) -> int:
     if not text.lstrip("-").isdigit() or not -MAX_PORT < int(text) < MAX_PORT:
         raise argparse.ArgumentTypeError(f"invalid port offset {text!r}")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"invalid seconds {text!r} (0 < s <= {MAX_TIMEOUT:g})")
+    return value
 
 
 def _token(text: str) -> str:
@@ -136,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="byte mover for passthrough (auto: os.splice where available)",
     )
+    p.add_argument(
+        "--peer-connect-timeout",
+        type=_seconds,
+        default=GatewaySettings().peer_connect_timeout,
+        metavar="SECONDS",
+        help="egress TCP connect (and probe) to a peer gateway before the next cluster is"
+        " tried (default: %(default)s; docs/gateway.md)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -172,7 +192,7 @@ def run(argv: list[str]) -> int:
             return _usage(parser, "arguments --region and --zone: give both or neither")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     try:
-        settings = GatewaySettings(relay=args.relay)
+        settings = GatewaySettings(relay=args.relay, peer_connect_timeout=args.peer_connect_timeout)
         if args.registry is not None:
             options = _registry_options(args, settings)
             return asyncio.run(serve_registry(options, args.listen, args.admin))

@@ -19,8 +19,8 @@ Ranking rules (in this order):
 
 Ejection: ``consecutive_failures`` connect failures in a row eject a cluster for
 ``base_ejection * 2**(ejections so far)``, capped at ``max_ejection`` (Envoy's
-outlier detection: base_ejection_time 30 s, max_ejection_time 300 s). A success
-resets both counters.
+outlier detection: base_ejection_time 30 s, max_ejection_time 300 s); failures
+while ejected are not counted. A success resets both counters.
 """
 
 from __future__ import annotations
@@ -68,7 +68,15 @@ class OutlierState:
 
 
 def record_failure(state: OutlierState, now: float, policy: OutlierPolicy) -> OutlierState:
-    """One failed connect; ejects the cluster when the threshold is reached."""
+    """One failed connect; ejects the cluster when the threshold is reached.
+
+    A failure while the cluster is ejected changes nothing: it is an attempt that
+    started before the ejection (or a last-resort try), and counting it would eject
+    an ejected cluster again with a doubled backoff -- one partition would climb to
+    the cap. Envoy likewise does not eject a host that is already ejected.
+    """
+    if state.is_ejected(now):
+        return state
     failures = state.consecutive_failures + 1
     if failures < policy.consecutive_failures:
         return replace(state, consecutive_failures=failures)

@@ -20,7 +20,20 @@ class GatewaySettings:
     handshake_timeout: float = 10.0
     """Terminate mode / egress origination: Envoy's transport_socket_connect_timeout is 10 s."""
     connect_timeout: float = 5.0
-    """Backend / upstream TCP connect; Envoy's default cluster connect_timeout is 5 s."""
+    """Ingress backend TCP connect; Envoy's default cluster connect_timeout is 5 s."""
+    peer_connect_timeout: float = 1.5
+    """Egress TCP connect to a peer gateway, and its probe. Linux sends a SYN again after
+    its initial RTO of 1 s (RFC 6298 section 2.1; TCP_TIMEOUT_INIT): a peer that has not
+    answered by 1.5 s lost the first SYN and has had 0.5 s -- more than a cross-region
+    RTT (< 300 ms) -- to answer the second. Then the next cluster is tried: a
+    blackholed peer (a partition) costs a new connection 1.5 s, not Envoy's 5 s."""
+    peer_handshake_timeout: float = 3.0
+    """Egress origination: the TLS handshake with a peer gateway, after its connect. TLS
+    1.3 needs one round trip (< 300 ms cross-region) plus signature work (ms); 3 s
+    leaves room for a lost flight resent after the initial 1 s RTO (RFC 6298 section
+    2.1). A handshake caught in a partition then moves to the next cluster while the
+    client still waits (the client's bytes are not read yet), instead of holding it
+    for the 10 s ``handshake_timeout`` that clients' own timeouts may not outlast."""
     idle_timeout: float = 3600.0
     """Envoy tcp_proxy's default idle_timeout is 1 h."""
     max_connections: int = 10_000

@@ -94,6 +94,26 @@ def test_ejection_doubles_and_caps(threshold: int, base: float, rounds: int) -> 
     assert record_success(state) == OutlierState()
 
 
+@given(outlier_states, st.floats(0, 200), st.integers(1, 40))
+def test_failures_while_ejected_neither_count_nor_eject_again(
+    state: OutlierState, now: float, late_failures: int
+) -> None:
+    """Connects that started before an ejection and fail after it (a partition: every
+    connect in flight times out) leave the ejection as it is: no second ejection,
+    no doubled backoff."""
+    policy = OutlierPolicy(3, 30.0, 300.0)
+    start = state.ejections
+    for _ in range(late_failures):
+        after = record_failure(state, now, policy)
+        if state.is_ejected(now):
+            assert after == state
+        else:
+            assert after.ejections - state.ejections in (0, 1)
+            assert after.consecutive_failures in (0, state.consecutive_failures + 1)
+        state = after
+    assert state.ejections <= start + 1  # at most one ejection at one instant
+
+
 def test_a_successful_probe_lifts_an_ejection_but_keeps_the_backoff_count() -> None:
     policy = OutlierPolicy(2, 30.0, 300.0)
     state = record_failure(record_failure(OutlierState(), 10.0, policy), 10.0, policy)

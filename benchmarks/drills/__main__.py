@@ -1,0 +1,5 @@
+"""Entry point: `python -m benchmarks.drills`."""
+
+from benchmarks.drills.run import main
+
+raise SystemExit(main())
