@@ -122,6 +122,11 @@ class Agent:
         self.elector: LeaderElector | None = None
         self.views_applied = 0
         self._gc_frozen = False
+        # read by the admin endpoint (discovery_sync/admin.py): /healthz, /readyz, /metrics
+        self.tasks: list[asyncio.Task[None]] = []
+        self.registry: ControlPlaneClient | None = None  # set once joined
+        self.export_stream_up = False  # a ReportEndpoints stream has sent its full state
+        self.export_stream_restarts = 0  # export streams that ended in an error
 
     # --- composition ---------------------------------------------------------------
 
@@ -131,6 +136,7 @@ class Agent:
             self.dns = DnsServer(compile_zone(ImportView(cfg.cluster), cfg.locality))
             await self.dns.start(*cfg.dns_listen)
         tasks: list[asyncio.Task[None]] = []
+        self.tasks = tasks
         try:
             if cfg.static_file is None:
                 self._connect_kube()
@@ -139,6 +145,7 @@ class Agent:
                 tasks.append(asyncio.create_task(self.elector.run(), name="elect"))
             identity = await self._join()
             async with ControlPlaneClient(cfg.registry, identity) as registry:
+                self.registry = registry
                 tasks += [
                     asyncio.create_task(self._follow(registry), name="follow"),
                     asyncio.create_task(self._renew(registry), name="renew"),
@@ -283,6 +290,7 @@ class Agent:
         finally:
             self.kube_sink = None
             self.reported = frozenset()
+            self.export_stream_up = False
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -302,6 +310,7 @@ class Agent:
             try:
                 async with registry.report_endpoints() as report:
                     await report.full_state(_exported(sent.values()))
+                    self.export_stream_up = True
                     await self._mark_reported(sent)
                     self._settle_gc()
                     backoff.reset()
@@ -320,6 +329,8 @@ class Agent:
                         ended.cancel()
             except FederationError as err:
                 self.reported = frozenset()
+                self.export_stream_up = False
+                self.export_stream_restarts += 1
                 delay = backoff.next()
                 log.warning("export stream ended (%s); full state again in %.1fs", err, delay)
                 await asyncio.sleep(delay)

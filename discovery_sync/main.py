@@ -3,8 +3,11 @@
     meshfed agent --cluster X --registry HOST:PORT --join-token T \\
         --trust-domain TD --registry-ca roots.pem \\
         (--kubeconfig F [--context C] | --in-cluster | --static FILE) \\
-        [--imports-file F] [--dns HOST:PORT] \\
+        [--imports-file F] [--dns HOST:PORT] [--admin-address HOST:PORT|off] \\
         [--[no-]leader-elect] [--lease-namespace NS] [--identity ID]
+
+`--admin-address` (default 0.0.0.0:9474) serves /healthz, /readyz and /metrics over
+HTTP (`discovery_sync.admin`); `off` disables it.
 
 With Kubernetes, leader election is on by default: replicas of one cluster's agent
 share the Lease `meshfed-agent-<cluster>` in `--lease-namespace` and only its holder
@@ -12,7 +15,8 @@ writes. With `--static` it is off (and cannot be turned on: the Lease lives in
 Kubernetes); run one static agent per cluster.
 
 Exit status: 0 when stopped by SIGTERM/SIGINT, 1 when the agent cannot go on
-(a refused join token, an unreadable source), 2 for bad usage, naming the value.
+(a refused join token, an unreadable source, the admin or DNS port taken), 2 for
+bad usage, naming the value.
 The join token may be given as `--join-token-file` or `$MESHFED_JOIN_TOKEN`
 instead, so it does not show in the process list.
 """
@@ -26,6 +30,8 @@ import sys
 from collections.abc import Sequence
 
 from discovery_sync import cli_common
+from discovery_sync.admin import DEFAULT_PORT as ADMIN_PORT
+from discovery_sync.admin import AdminServer
 from discovery_sync.agent import Agent, AgentConfig, read_ca
 from discovery_sync.errors import DiscoveryError
 from discovery_sync.ipam import DEFAULT_CIDR, parse_cidr
@@ -34,6 +40,15 @@ from discovery_sync.leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, 
 from discovery_sync.sources.kube import NamespaceFilter
 from discovery_sync.types import Locality
 from federation.errors import FederationError
+
+log = logging.getLogger("meshfed.agent")
+
+
+def admin_address(text: str) -> tuple[str, int] | None:
+    """`--admin-address`: HOST:PORT, or `off`."""
+    if text.strip().lower() == "off":
+        return None
+    return cli_common.host_port(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,6 +91,14 @@ def parser() -> argparse.ArgumentParser:
         type=cli_common.host_port,
         metavar="HOST:PORT",
         help="serve clusterset.local DNS here (UDP and TCP)",
+    )
+    p.add_argument(
+        "--admin-address",
+        type=admin_address,
+        default=("0.0.0.0", ADMIN_PORT),
+        metavar="HOST:PORT|off",
+        help=f"serve /healthz, /readyz and /metrics over HTTP here "
+        f"(default 0.0.0.0:{ADMIN_PORT}; off: no admin endpoint)",
     )
     p.add_argument("--region", type=cli_common.label_value, default=None)
     p.add_argument("--zone", type=cli_common.label_value, default=None)
@@ -223,7 +246,19 @@ def run(argv: Sequence[str]) -> int:
     )
 
     async def main() -> int:
-        await Agent(config).run()
+        agent = Agent(config)
+        admin = None
+        if args.admin_address is not None:
+            admin = AdminServer.for_agent(agent)
+            await admin.start(*args.admin_address)
+            host, port = admin.address
+            shown = f"[{host}]" if ":" in host else host
+            log.info("admin endpoint on http://%s:%d (/healthz /readyz /metrics)", shown, port)
+        try:
+            await agent.run()
+        finally:
+            if admin is not None:
+                await admin.close()
         return 0
 
     try:

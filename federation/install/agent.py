@@ -1,7 +1,8 @@
 """The sync agent of one cluster (`meshfed agent --in-cluster`).
 
 ServiceAccount, least-privilege RBAC, the MCS CRDs, a one-replica Deployment and
-the `meshfed-dns` Service CoreDNS forwards `clusterset.local` to.
+the `meshfed-dns` Service CoreDNS forwards `clusterset.local` to. The pod's admin
+port (`admin`, 9474) serves the probes (/healthz, /readyz) and Prometheus (/metrics).
 
 RBAC is exactly what `discovery_sync/kube` calls (tests/install checks it against the
 requests the agent's source and sink make to the fake API server):
@@ -28,21 +29,23 @@ from typing import Any
 import yaml
 
 from federation.install.common import (
+    AGENT_ADMIN_PORT,
     DNS_PORT,
     REGISTRY_CA_DIR,
     Obj,
     Options,
     container_security,
+    http_probe,
     join_token_env,
     labels,
     meta,
     obj,
     pod_security,
+    prometheus_annotations,
     registry_ca_volume,
     resources,
     selector,
     service_account,
-    tcp_probe,
     tmp_volume,
 )
 
@@ -166,6 +169,7 @@ def render(opts: Options) -> list[Obj]:
         f"--registry-ca={REGISTRY_CA_DIR}/roots.pem",
         "--in-cluster",
         f"--dns=0.0.0.0:{DNS_PORT}",
+        f"--admin-address=0.0.0.0:{AGENT_ADMIN_PORT}",
     ]
     if opts.namespace != DEFAULT_LEASE_NAMESPACE:  # leader election is on by default
         args.append(f"--lease-namespace={opts.namespace}")
@@ -183,12 +187,13 @@ def render(opts: Options) -> list[Obj]:
         "ports": [
             {"name": "dns-udp", "containerPort": DNS_PORT, "protocol": "UDP"},
             {"name": "dns-tcp", "containerPort": DNS_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": AGENT_ADMIN_PORT, "protocol": "TCP"},
         ],
         "resources": resources("100m", "128Mi", "1", "512Mi"),
-        # The agent has no HTTP health endpoint: its DNS server's TCP listener
-        # answers as long as the process runs.
-        "livenessProbe": tcp_probe("dns-tcp", period=10, failures=3),
-        "readinessProbe": tcp_probe("dns-tcp", period=5, failures=2),
+        # /healthz: the agent's loops run; /readyz: joined, initial list done, and
+        # leading or a healthy standby (discovery_sync/admin.py).
+        "livenessProbe": http_probe("/healthz", "admin", period=10, failures=3),
+        "readinessProbe": http_probe("/readyz", "admin", period=5, failures=2),
         "securityContext": container_security(),
         "volumeMounts": [tmp_mount, ca_mount],
     }
@@ -206,7 +211,10 @@ def render(opts: Options) -> list[Obj]:
             },
             "selector": {"matchLabels": sel},
             "template": {
-                "metadata": {"labels": lbls},
+                "metadata": {
+                    "labels": lbls,
+                    "annotations": prometheus_annotations(AGENT_ADMIN_PORT),
+                },
                 "spec": {
                     "serviceAccountName": NAME,
                     "automountServiceAccountToken": True,

@@ -20,6 +20,7 @@ MANAGED_BY = "meshfed-install"
 API_PORT, GRPC_PORT = 9470, 9471  # `meshfed serve` (docs/api.md); join = gRPC + 1
 GATEWAY_PORT, ADMIN_PORT = 15443, 15021  # docs/gateway.md
 DNS_PORT = 5353  # the agent's clusterset.local DNS (docs/discovery.md)
+AGENT_ADMIN_PORT = 9474  # the agent's /healthz, /readyz, /metrics (docs/discovery.md)
 ETCD_CLIENT_PORT, ETCD_PEER_PORT, ETCD_METRICS_PORT = 2379, 2380, 2381
 
 UID = 10001  # the Containerfile's `meshfed` user

@@ -10,8 +10,9 @@ DNSCache on a link-local address).
   2379, PostgreSQL 5432, or the external URL's ports).
 - etcd: in 2379 from registry and etcd pods, 2380 from etcd pods, 2381 health and
   metrics; out 2380 to etcd pods.
-- agent: in 5353 DNS (CoreDNS forwards clusterset.local); out to the Kubernetes API
-  (443, 6443) and the registry's control plane and join ports.
+- agent: in 5353 DNS (CoreDNS forwards clusterset.local) and 9474 admin (Prometheus,
+  probes); out to the Kubernetes API (443, 6443) and the registry's control plane and
+  join ports.
 - gateway: in 15443 (peers) and 15021 admin (Prometheus, probes); out to local pods
   (any port: export backends), peer gateways on 15443, the registry's ports.
 """
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from federation.install import agent, etcd, gateway, registry
 from federation.install.common import (
     ADMIN_PORT,
+    AGENT_ADMIN_PORT,
     API_PORT,
     DNS_PORT,
     ETCD_CLIENT_PORT,
@@ -116,7 +118,8 @@ def render(opts: Options) -> list[Obj]:
                     {"protocol": "UDP", "port": DNS_PORT},
                     {"protocol": "TCP", "port": DNS_PORT},
                 ]
-            }
+            },
+            {"ports": _tcp(AGENT_ADMIN_PORT)},  # Prometheus, kubelet probes
         ]
         kube_api = {"to": ANYWHERE, "ports": _tcp(443, 6443)}
         out.append(_policy(opts, agent.NAME, lbls, ingress, [kube_api, *_registry_egress(opts)]))
