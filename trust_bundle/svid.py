@@ -11,17 +11,15 @@ certificate that failed re-validation.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from trust_bundle.ca import (
-    BACKDATE,
     ORGANIZATION,
     CertificateAuthority,
     hash_for,
@@ -37,7 +35,8 @@ from trust_bundle.errors import (
 )
 from trust_bundle.ids import Entitlement, SpiffeId, parse_spiffe_id
 from trust_bundle.keys import KeyHolder, PublicKey, algorithm_of
-from trust_bundle.validate import ValidatedSvid, require_aware, validate_svid
+from trust_bundle.tlscert import LeafProfile, build_leaf_certificate
+from trust_bundle.validate import ValidatedSvid, validate_svid
 
 # Issue 3: "default SVID lifetime 24 h, configurable".
 DEFAULT_SVID_LIFETIME = timedelta(hours=24)
@@ -149,68 +148,16 @@ def build_svid_certificate(
 ) -> x509.CertificateBuilder:
     """The build step: an X.509-SVID for ``claim``, never outliving its issuer.
 
-    ``dns_names`` / ``ip_addresses`` add host SANs next to the SPIFFE ID, for a
-    server that clients also reach by host name (the registry's own serving
-    certificate). A URI name constraint does not restrict DNS or IP names
-    (RFC 5280 section 4.2.1.10), so the issuer's constraint still holds.
+    The SVID profile of ``tlscert.build_leaf_certificate``: exactly one URI SAN, the
+    SPIFFE ID (X509-SVID §2); cA=false (§4.1); keyUsage digitalSignature, critical
+    (§4.3); serverAuth and clientAuth (§4.4). ``dns_names`` / ``ip_addresses`` add
+    host SANs next to the SPIFFE ID, for a server that clients also reach by host
+    name (the registry's own serving certificate).
     """
-    require_aware(now)
-    if lifetime <= timedelta(0):
-        raise SigningFailed("SVID lifetime must be positive")
-    issuer_ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION)]))
-        .issuer_name(issuer.certificate.subject)
-        .public_key(claim.public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + lifetime, issuer.certificate.not_valid_after_utc))
-        # X509-SVID §4.1: leaves set cA=false.
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-        .add_extension(
-            # X509-SVID §4.3: leaves set digitalSignature; keyUsage is critical.
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            True,
-        )
-        # X509-SVID §4.4: serverAuth and clientAuth.
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            False,
-        )
-        # X509-SVID §2: exactly one URI SAN, the SPIFFE ID (plus any host names).
-        .add_extension(_subject_alt_names(claim.spiffe_id, dns_names, ip_addresses), False)
-        # RFC 5280 §4.2.1.1 (AKI required) and §4.2.1.2 (SKI SHOULD in end-entity certs).
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value),
-            False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(claim.public_key), False)
+    profile = LeafProfile(
+        spiffe_id=claim.spiffe_id, dns_names=tuple(dns_names), ip_addresses=tuple(ip_addresses)
     )
-
-
-def _subject_alt_names(
-    spiffe_id: SpiffeId, dns_names: Sequence[str], ip_addresses: Sequence[str]
-) -> x509.SubjectAlternativeName:
-    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(spiffe_id))]
-    names += [x509.DNSName(n) for n in dict.fromkeys(dns_names)]
-    try:
-        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in dict.fromkeys(ip_addresses)]
-    except ValueError as exc:
-        raise SigningFailed(f"not an IP address: {exc}") from exc
-    return x509.SubjectAlternativeName(names)
+    return build_leaf_certificate(profile, claim.public_key, issuer, now, lifetime)
 
 
 def validate_issued(

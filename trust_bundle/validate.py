@@ -314,13 +314,33 @@ def validate_svid(
     spiffe_id = check_leaf(leaf)
     if expected_id is not None and spiffe_id != expected_id:
         raise fail(leaf, f"is {spiffe_id}, expected {expected_id}")
+    path = validate_path(leaf, intermediates, roots, now, spiffe_ids=[spiffe_id])
+    return ValidatedSvid(spiffe_id=spiffe_id, path=path, checked_at=now)
+
+
+def validate_path(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    now: datetime,
+    *,
+    spiffe_ids: Sequence[SpiffeId] = (),
+) -> tuple[x509.Certificate, ...]:
+    """The chain part of validation, for any leaf (SVID or host certificate): a path
+    from ``leaf`` to one of ``roots`` with every signature valid, every certificate
+    valid at ``now``, CA rules and pathLen for every signing certificate, and URI name
+    constraints applied to ``spiffe_ids``. Leaf rules are the caller's. Returns the
+    path, leaf first, root last."""
+    require_aware(now)
+    if not roots:
+        raise ValidationFailed("no trusted roots given")
     path = _build_path(leaf, intermediates, roots)
     for cert in path:
         check_validity(cert, now)
     for below, ca in enumerate(path[1:]):
         _checked_ca(ca, below)
-        check_name_constraints(ca, [spiffe_id])
-    return ValidatedSvid(spiffe_id=spiffe_id, path=path, checked_at=now)
+        check_name_constraints(ca, spiffe_ids)
+    return path
 
 
 def chains_to(

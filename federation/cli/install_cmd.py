@@ -3,7 +3,12 @@
     meshfed install --component registry|agent|gateway|all [--cluster NAME]
         [--registry-url URL] [--store etcd|postgres|external:URL] [--replicas N]
         [--gateway-service LoadBalancer|NodePort] [--namespace meshfed-system]
-        [--image IMAGE] [-o yaml|json] [--apply --context C [--kubeconfig F]]
+        [--image IMAGE] [--trust-dir DIR] [-o yaml|json] [--apply --context C [--kubeconfig F]]
+
+With the registry on `--store etcd` (the default), the federation root and etcd's
+peer and client certificates are made in (then reused from) the trust directory
+`--trust-dir` (default ./meshfed-trust; federation/install/trustdir.py) and rendered
+as Secrets; a line per change goes to stderr, never key material.
 
 Prints the manifests for `kubectl apply -f -`; writes nothing to any cluster unless
 `--apply` is given, which creates or replaces each object through the Kubernetes
@@ -16,10 +21,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from federation import install
 from federation.cli import args as types
+from federation.install import trustdir
 from federation.install.common import DEFAULT_IMAGE, Options
 
 
@@ -105,6 +113,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--no-crds", action="store_true", help="leave out the MCS CRDs (already installed)"
     )
+    p.add_argument(
+        "--trust-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --store etcd: where the federation root and etcd's certificates are "
+        f"made and kept (default ./{trustdir.DEFAULT_DIR}; keep it: re-runs reuse it)",
+    )
     p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     p.add_argument("--apply", action="store_true", help="apply through the Kubernetes client")
     p.add_argument(
@@ -138,6 +154,11 @@ def options(ns: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
         p.error("--kubeconfig: only with --apply")
     if ns.apply and ns.kube_context is None:
         p.error("--apply: needs --context C (the kubeconfig context to apply to)")
+    if ns.trust_dir is not None and not ("registry" in comps and ns.store == "etcd"):
+        p.error(
+            "--trust-dir: only with the registry on --store etcd "
+            "(it holds the etcd certificates and the federation root)"
+        )
     return Options(
         components=comps,
         namespace=ns.namespace,
@@ -158,7 +179,14 @@ def options(ns: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
 
 def _install(ns: argparse.Namespace) -> int:
     opts = options(ns, ns.install_parser)
-    objs = install.render(opts)
+    tls = None
+    if install.needs_trust(opts):
+        directory = ns.trust_dir or trustdir.DEFAULT_DIR
+        try:
+            tls = trustdir.ensure(directory, opts.namespace, datetime.now(UTC), _note)
+        except trustdir.TrustDirError as exc:
+            ns.install_parser.error(f"--trust-dir: {exc}")
+    objs = install.render(opts, tls)
     if not ns.apply:
         text = install.to_json(objs) if ns.output == "json" else install.to_yaml(objs)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -174,3 +202,7 @@ def _install(ns: argparse.Namespace) -> int:
     for result in results:
         print(result.line())
     return 0 if all(r.ok for r in results) else 1
+
+
+def _note(line: str) -> None:
+    print(f"meshfed install: {line}", file=sys.stderr)

@@ -45,6 +45,14 @@ def register(sub: Any) -> None:
         "put in the control plane's certificate (repeatable)",
     )
     p.add_argument(
+        "--root-ca",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="adopt the federation root in DIR (root.pem, root-key.pem; made by "
+        "`meshfed install --store etcd`) on first start; refuses a store with another root",
+    )
+    p.add_argument(
         "--lease-ttl",
         type=_seconds,
         default=None,
@@ -76,6 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
         grpc_host=args.grpc[0],
         grpc_port=args.grpc[1],
         server_names=tuple(args.server_name),
+        root_ca=args.root_ca,
         **({"lease_ttl": args.lease_ttl} if args.lease_ttl is not None else {}),
     )
     try:

@@ -1,10 +1,12 @@
 """`meshfed install`: Kubernetes manifests for the registry, the agent and the gateway.
 
 Pure renderers (plain dicts; no Kubernetes client, no I/O besides reading the
-packaged CRDs): `render(Options)` returns the objects in the order `kubectl apply`
+packaged CRDs): `render(Options, tls)` returns the objects in the order `kubectl apply`
 needs them (Namespace, CRDs, identities and RBAC, Services, workloads, budgets,
 autoscalers, NetworkPolicies). One module per component: `registry` (and `etcd`),
-`agent`, `gateway`, `policies`; shared conventions in `common`.
+`agent`, `gateway`, `policies`; shared conventions in `common`. `trustdir` is the
+one I/O shell: the trust directory whose root and etcd certificates `tls` carries
+(`--store etcd`).
 
 `parse_registry`, `parse_store` and friends validate flag values and raise
 `ValueError` naming the value, so the CLI can turn them into exit-2 usage errors.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -24,6 +26,9 @@ from federation.errors import BadStoreURL
 from federation.install import agent, gateway, policies, registry
 from federation.install.common import GRPC_PORT, Obj, Options, namespace
 from federation.store import url_scheme
+
+if TYPE_CHECKING:
+    from federation.install.trustdir import StoreTLS
 
 __all__ = ["COMPONENTS", "Options", "parse_registry", "parse_store", "render", "to_json", "to_yaml"]
 
@@ -103,11 +108,17 @@ def image(text: str) -> str:
     return text
 
 
-def render(opts: Options) -> list[Obj]:
-    """Every object for `opts.components`, in apply order."""
+def needs_trust(opts: Options) -> bool:
+    """Whether `opts` renders etcd, whose certificates come from a trust directory."""
+    return "registry" in opts.components and opts.store == "etcd"
+
+
+def render(opts: Options, tls: StoreTLS | None = None) -> list[Obj]:
+    """Every object for `opts.components`, in apply order. `tls`: the etcd certificates
+    and the federation root (`trustdir.ensure`), rendered as Secrets with `--store etcd`."""
     out: list[Obj] = [namespace(opts)]
     if "registry" in opts.components:
-        out += registry.render(opts)
+        out += registry.render(opts, tls)
     if "agent" in opts.components:
         out += agent.render(opts)
     if "gateway" in opts.components:
@@ -120,6 +131,7 @@ _ORDER = (
     "Namespace",
     "CustomResourceDefinition",
     "ServiceAccount",
+    "Secret",
     "ClusterRole",
     "ClusterRoleBinding",
     "Role",

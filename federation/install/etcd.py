@@ -2,19 +2,27 @@
 
 Members find each other through a headless Service (stable names
 `meshfed-etcd-N.meshfed-etcd.NS.svc`); peers and clients are authenticated with
-certificates from three Secrets the operator creates (docs/kubernetes.md), each
-with `tls.crt`, `tls.key` and `ca.crt` (the cert-manager / kubernetes.io/tls shape):
+certificates from three kubernetes.io/tls Secrets, each with `tls.crt` (leaf and
+the store CA), `tls.key` and `ca.crt` (the federation root):
 
-- `meshfed-etcd-server-tls`: serving certificate for client connections (SANs
-  `*.meshfed-etcd.NS.svc`, `*.meshfed-etcd.NS.svc.cluster.local`);
+- `meshfed-etcd-server-tls`: serving certificate for client connections;
 - `meshfed-etcd-peer-tls`: peer certificate (same SANs, client and server auth);
 - `meshfed-etcd-client-tls`: the registry's client certificate.
+
+`meshfed install` issues them from the federation's trust (`trustdir.py`) and
+renders them (`render(opts, tls)`); the server and peer Secrets also carry
+`store-ca.crt`, the store CA, which is etcd's only trust anchor for client and peer
+certificates (why: trustdir.py). Without `tls` the Secrets are not rendered and
+etcd trusts their `ca.crt`: bring your own (e.g. cert-manager).
 
 etcd runs with `--max-txn-ops=10000` (docs/store.md: one service's endpoints are
 replaced in one transaction) and health on a plain-HTTP metrics port for probes.
 """
 
 from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING
 
 from federation.install.common import (
     ETCD_CLIENT_PORT,
@@ -34,6 +42,9 @@ from federation.install.common import (
     spread,
 )
 
+if TYPE_CHECKING:
+    from federation.install.trustdir import LeafFiles, StoreTLS
+
 NAME = "meshfed-etcd"
 MEMBERS = 3
 IMAGE = "quay.io/coreos/etcd:v3.5.21"
@@ -43,6 +54,9 @@ CLIENT_SECRET = "meshfed-etcd-client-tls"
 CLIENT_CERT_DIR = "/etc/meshfed/etcd-client"
 STORAGE = "10Gi"
 UID = 65532
+# Secret volumes: readable by the pod's fsGroup, not by everyone (they hold keys).
+SECRET_MODE = 0o440
+STORE_CA_KEY = "store-ca.crt"
 
 
 def etcd_labels(opts: Options) -> dict[str, str]:
@@ -60,7 +74,36 @@ def store_url(opts: Options) -> str:
     return f"etcd://{hosts}/meshfed?cacert={d}/ca.crt&cert={d}/tls.crt&key={d}/tls.key"
 
 
-def render(opts: Options) -> list[Obj]:
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def tls_secret(opts: Options, name: str, leaf: LeafFiles, tls: StoreTLS, *, store_ca: bool) -> Obj:
+    """A kubernetes.io/tls Secret; `data` (not stringData) so that what is applied is
+    what the API server returns, and an unchanged trust directory changes nothing."""
+    data = {"tls.crt": b64(leaf.chain), "tls.key": b64(leaf.key), "ca.crt": b64(tls.root)}
+    if store_ca:
+        data[STORE_CA_KEY] = b64(tls.store_ca)
+    return obj(
+        "v1",
+        "Secret",
+        meta(name, etcd_labels(opts), opts.namespace),
+        type="kubernetes.io/tls",
+        data=data,
+    )
+
+
+def secrets(opts: Options, tls: StoreTLS) -> list[Obj]:
+    return [
+        tls_secret(opts, SERVER_SECRET, tls.server, tls, store_ca=True),
+        tls_secret(opts, PEER_SECRET, tls.peer, tls, store_ca=True),
+        tls_secret(opts, CLIENT_SECRET, tls.client, tls, store_ca=False),
+    ]
+
+
+def render(opts: Options, tls: StoreTLS | None = None) -> list[Obj]:
+    """The etcd cluster; with `tls` also its three Secrets (else they are yours)."""
+    trusted = STORE_CA_KEY if tls is not None else "ca.crt"
     lbls = etcd_labels(opts)
     sel = selector(lbls)
     ns = opts.namespace
@@ -81,11 +124,11 @@ def render(opts: Options) -> list[Obj]:
         "--initial-cluster-state=new",
         f"--initial-cluster-token={NAME}-{ns}",
         "--client-cert-auth=true",
-        "--trusted-ca-file=/etc/etcd/tls/server/ca.crt",
+        f"--trusted-ca-file=/etc/etcd/tls/server/{trusted}",
         "--cert-file=/etc/etcd/tls/server/tls.crt",
         "--key-file=/etc/etcd/tls/server/tls.key",
         "--peer-client-cert-auth=true",
-        "--peer-trusted-ca-file=/etc/etcd/tls/peer/ca.crt",
+        f"--peer-trusted-ca-file=/etc/etcd/tls/peer/{trusted}",
         "--peer-cert-file=/etc/etcd/tls/peer/tls.crt",
         "--peer-key-file=/etc/etcd/tls/peer/tls.key",
         "--max-txn-ops=10000",
@@ -179,8 +222,8 @@ def render(opts: Options) -> list[Obj]:
                     "topologySpreadConstraints": spread(sel, "ScheduleAnyway"),
                     "containers": [container],
                     "volumes": [
-                        {"name": "server-tls", "secret": {"secretName": SERVER_SECRET}},
-                        {"name": "peer-tls", "secret": {"secretName": PEER_SECRET}},
+                        secret_volume("server-tls", SERVER_SECRET),
+                        secret_volume("peer-tls", PEER_SECRET),
                     ],
                 },
             },
@@ -195,4 +238,13 @@ def render(opts: Options) -> list[Obj]:
             ],
         },
     )
-    return [headless, statefulset, pdb(opts, NAME, lbls)]
+    return [
+        *(secrets(opts, tls) if tls is not None else []),
+        headless,
+        statefulset,
+        pdb(opts, NAME, lbls),
+    ]
+
+
+def secret_volume(name: str, secret: str) -> Obj:
+    return {"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_MODE}}

@@ -6,9 +6,17 @@ cluster of `etcd.py`. Every replica shares one CA-key passphrase
 (`MESHFED_KEY_PASSPHRASE` from the Secret `meshfed-registry`, key `key-passphrase`);
 `--store postgres` reads the DSN from the Secret `meshfed-registry-store`, key `url`
 (`MESHFED_STORE`), so no password is in the manifests.
+
+With `--store etcd` and the trust material of `meshfed install` (`trustdir.py`),
+the Secret `meshfed-root-ca` carries the federation root and its key (`root.pem`,
+`root-key.pem`), mounted for `meshfed serve --root-ca`: the registry adopts that
+root at first start instead of generating one (the root also signed etcd's
+certificates).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from federation.install import etcd
 from federation.install.common import (
@@ -32,17 +40,35 @@ from federation.install.common import (
     tmp_volume,
 )
 
+if TYPE_CHECKING:
+    from federation.install.trustdir import StoreTLS
+
 NAME = "meshfed-registry"
 PASSPHRASE_SECRET = "meshfed-registry"  # key key-passphrase
 STORE_SECRET = "meshfed-registry-store"  # key url (--store postgres)
 JOIN_PORT = GRPC_PORT + 1
+ROOT_CA_SECRET = "meshfed-root-ca"  # keys root.pem, root-key.pem (meshfed serve --root-ca)
+ROOT_CA_DIR = "/etc/meshfed/root-ca"
 
 
 def registry_labels(opts: Options) -> dict[str, str]:
     return labels(opts, NAME, "registry", instance="meshfed")
 
 
-def render(opts: Options) -> list[Obj]:
+def root_ca_secret(opts: Options, tls: StoreTLS) -> Obj:
+    data = {"root.pem": etcd.b64(tls.root), "root-key.pem": etcd.b64(tls.root_key)}
+    return obj(
+        "v1",
+        "Secret",
+        meta(ROOT_CA_SECRET, registry_labels(opts), opts.namespace),
+        type="Opaque",
+        data=data,
+    )
+
+
+def render(opts: Options, tls: StoreTLS | None = None) -> list[Obj]:
+    """The registry; with `--store etcd` its etcd cluster, and with `tls` (the trust
+    directory's material) the etcd Secrets and the root the registry adopts."""
     lbls = registry_labels(opts)
     sel = selector(lbls)
     ns = opts.namespace
@@ -67,9 +93,14 @@ def render(opts: Options) -> list[Obj]:
     out: list[Obj] = []
     if opts.store == "etcd":
         args.append(f"--store={etcd.store_url(opts)}")
-        volumes.append({"name": "etcd-client", "secret": {"secretName": etcd.CLIENT_SECRET}})
+        volumes.append(etcd.secret_volume("etcd-client", etcd.CLIENT_SECRET))
         mounts.append({"name": "etcd-client", "mountPath": etcd.CLIENT_CERT_DIR, "readOnly": True})
-        out += etcd.render(opts)
+        out += etcd.render(opts, tls)
+        if tls is not None:
+            args.append(f"--root-ca={ROOT_CA_DIR}")
+            volumes.append(etcd.secret_volume("root-ca", ROOT_CA_SECRET))
+            mounts.append({"name": "root-ca", "mountPath": ROOT_CA_DIR, "readOnly": True})
+            out.append(root_ca_secret(opts, tls))
     elif opts.store == "postgres":
         env.append(
             {

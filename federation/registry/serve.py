@@ -2,9 +2,10 @@
 
 Why this module exists: it is the composition of the registry's parts (store,
 trust, tokens, API, control plane) and the only place that deals with the
-process's life: first-start bootstrap (federation root, admin token written
-0600 and only its path printed), the key passphrase, and draining on SIGTERM
-(uvicorn's own signal handling: stop accepting, finish in-flight requests).
+process's life: first-start bootstrap (federation root, generated or adopted
+from `--root-ca`; admin token written 0600 and only its path printed), the key
+passphrase, and draining on SIGTERM (uvicorn's own signal handling: stop
+accepting, finish in-flight requests).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from federation.controlplane.server import ControlPlane
 from federation.controlplane.server import start as start_grpc
 from federation.controlplane.settings import DEFAULT_LEASE_TTL, Settings
 from federation.registry.auth import TokenService
+from federation.registry.root_ca import adopt_root, load_root
 from federation.registry.service import Registry
 from federation.registry.timing import TimedBackend
 from federation.registry.trust import TrustService
@@ -58,6 +60,9 @@ class ServeConfig:
     # gateways dial (a Kubernetes Service, a load balancer), checked by TLS.
     server_names: tuple[str, ...] = ()
     lease_ttl: float = DEFAULT_LEASE_TTL
+    # A federation root made elsewhere (`meshfed install --store etcd`): DIR with
+    # root.pem and root-key.pem, adopted on first start (federation/registry/root_ca.py).
+    root_ca: Path | None = None
 
 
 def load_protector(data_dir: Path) -> PassphraseProtector:
@@ -138,11 +143,18 @@ async def start_control_plane(registry: Registry, config: ServeConfig) -> Contro
 async def serve(config: ServeConfig, say: Callable[[str], None] = print) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    started = datetime.now(UTC)
+    # Read and check the given root before touching the store: a bad file fails fast.
+    root = load_root(config.root_ca, started) if config.root_ca is not None else None
     metrics = CollectorRegistry()
-    registry = await open_registry(config.store_url, load_protector(config.data_dir), metrics)
+    protector = load_protector(config.data_dir)
+    registry = await open_registry(config.store_url, protector, metrics)
     control_plane = None
     try:
-        token_path = await bootstrap(registry, config.data_dir, datetime.now(UTC))
+        if root is not None:  # before bootstrap, so ensure_root finds it and keeps it
+            adopted = await adopt_root(registry.store, protector, root)
+            say(f"federation root {adopted.fingerprint}: {adopted.action} (--root-ca)")
+        token_path = await bootstrap(registry, config.data_dir, started)
         if token_path is not None:
             say(f"admin token: {token_path}")
         app = create_app(registry, metrics_registry=metrics)

@@ -4,11 +4,13 @@ networking, apiextensions), with the same semantics as the built-in fake types."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 
-from federation.install import Options
+from federation.install import Options, trustdir
+from federation.install.trustdir import StoreTLS
 from tests.fakekube import FakeKube
 from tests.fakekube.resources import ResourceType, default_types
 
@@ -76,3 +78,18 @@ MATRIX: list[tuple[str, Options]] = [
 def cluster() -> Iterator[FakeKube]:
     with FakeKube(bookmark_interval=0.2, types=[*default_types(), *EXTRA_TYPES]) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def store_tls(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], StoreTLS]:
+    """The trust material `meshfed install --store etcd` renders, one directory for the
+    whole session (re-used per namespace as the CLI does)."""
+    directory = tmp_path_factory.mktemp("trust")
+    cache: dict[str, StoreTLS] = {}
+
+    def get(namespace: str) -> StoreTLS:
+        if namespace not in cache:
+            cache[namespace] = trustdir.ensure(directory / namespace, namespace, datetime.now(UTC))
+        return cache[namespace]
+
+    return get

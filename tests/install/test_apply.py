@@ -3,6 +3,7 @@ rendered objects, and applying again writes nothing (resourceVersions unchanged)
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from discovery_sync.kube.apply import apply_manifests, contains
 from federation.cli import main
-from federation.install import Options, render
+from federation.install import Options, render, trustdir
 from tests.fakekube import FakeKube
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
@@ -44,11 +45,17 @@ def test_cli_apply_creates_exactly_the_rendered_objects_and_is_idempotent(
 ) -> None:
     before = set(live(cluster))
     config = kubeconfig(cluster, tmp_path)
+    trust = tmp_path / "trust"
     argv = ["install", "--component", "all", "--cluster", "east", "--store", "etcd"]
-    argv += ["--apply", "--context", "east-ctx", "--kubeconfig", config]
+    argv += ["--apply", "--context", "east-ctx", "--kubeconfig", config, "--trust-dir", str(trust)]
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
-    rendered = render(Options(("registry", "agent", "gateway"), cluster="east"))
+    # what the CLI rendered: the same trust directory, re-read
+    tls = trustdir.ensure(trust, "meshfed-system", datetime.now(UTC))
+    rendered = render(Options(("registry", "agent", "gateway"), cluster="east"), tls)
+    assert {"meshfed-etcd-server-tls", "meshfed-root-ca"} <= {
+        o["metadata"]["name"] for o in rendered if o["kind"] == "Secret"
+    }
     assert len(out) == len(rendered) and all(line.endswith(" created") for line in out), out
     now = live(cluster)
     assert set(now) - before == {key(o) for o in rendered}
@@ -123,7 +130,8 @@ def test_apply_to_an_unknown_context_fails_cleanly(
 ) -> None:
     config = kubeconfig(cluster, tmp_path)
     argv = ["install", "--component", "registry", "--apply", "--context", "nope"]
+    argv += ["--trust-dir", str(tmp_path / "trust")]
     assert main([*argv, "--kubeconfig", config]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and "nope" in err
+    err = capsys.readouterr().err.splitlines()  # the trust directory's notes, then the error
+    assert err[-1].startswith("error:") and "nope" in err[-1]
     assert writes(cluster) == []

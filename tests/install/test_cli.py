@@ -26,8 +26,8 @@ def meshfed(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_prints_yaml_and_a_json_list() -> None:
-    out = meshfed("--component", "all", "--cluster", "east")
+def test_prints_yaml_and_a_json_list(tmp_path: Path) -> None:
+    out = meshfed("--component", "all", "--cluster", "east", "--trust-dir", str(tmp_path / "t"))
     assert out.returncode == 0, out.stderr
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     kinds = {d["kind"] for d in docs}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,12 @@ import yaml
 from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
-from federation.install import Options, agent, etcd, render, to_json, to_yaml
+from federation.install import Options, agent, etcd, needs_trust, render, to_json, to_yaml
+from federation.install.trustdir import StoreTLS
 from federation.store.etcd_url import parse as parse_etcd_url
 from tests.install.conftest import MATRIX
+
+TlsFor = Callable[[str], StoreTLS]
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = sorted({kv_utils.all_versions()[0], kv_utils.all_versions()[-1]})
@@ -72,8 +76,11 @@ def test_both_ends_of_the_supported_range_are_checked() -> None:
 
 
 @pytest.mark.parametrize("opts", OPTS, ids=IDS)
-def test_every_object_validates_strictly_for_oldest_and_newest_kubernetes(opts: Options) -> None:
-    objs = render(opts)
+def test_every_object_validates_strictly_for_oldest_and_newest_kubernetes(
+    opts: Options, store_tls: TlsFor
+) -> None:
+    # with --store etcd as the CLI renders it: the etcd and root Secrets included
+    objs = render(opts, store_tls(opts.namespace) if needs_trust(opts) else None)
     assert objs
     for version in VERSIONS:
         for o in objs:
@@ -84,8 +91,8 @@ def test_every_object_validates_strictly_for_oldest_and_newest_kubernetes(opts: 
 
 
 @pytest.mark.parametrize("opts", OPTS, ids=IDS)
-def test_conventions(opts: Options) -> None:
-    objs = render(opts)
+def test_conventions(opts: Options, store_tls: TlsFor) -> None:
+    objs = render(opts, store_tls(opts.namespace) if needs_trust(opts) else None)
     names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objs]
     assert len(names) == len(set(names))
     for o in objs:
