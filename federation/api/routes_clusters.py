@@ -16,6 +16,7 @@ from federation.api.schemas import (
     ClusterPatch,
     ImportOut,
     JoinTokenIn,
+    JoinTokenInfo,
     JoinTokenOut,
     Page,
 )
@@ -94,11 +95,47 @@ async def create_join_token(
     who: Writer,
     body: Annotated[JoinTokenIn | None, Body()] = None,
 ) -> dict[str, Any]:
-    ttl = None if body is None or body.ttl_seconds is None else timedelta(seconds=body.ttl_seconds)
+    """A bootstrap token for the cluster's agent and gateway, shown once: single use,
+    or with `reusable` redeemable until it expires (gateway replicas, agent restarts)."""
+    body = body or JoinTokenIn()
+    ttl = None if body.ttl_seconds is None else timedelta(seconds=body.ttl_seconds)
     cluster = existing_name("clusters", name)
-    token, expires = await registry.create_join_token(cluster, ttl, who.name, now(request))
+    token, expires = await registry.create_join_token(
+        cluster, ttl, who.name, now(request), reusable=body.reusable
+    )
     response.headers.update(NO_STORE)
-    return {"cluster": cluster, "token": token, "expires": expires}
+    return {
+        "cluster": cluster,
+        "token": token,
+        "id": token.partition(".")[0],
+        "reusable": body.reusable,
+        "expires": expires,
+    }
+
+
+@router.get("/{name}/join-tokens", response_model=Page[JoinTokenInfo])
+async def list_join_tokens(
+    name: str, registry: Reg, _: Writer, limit: Limit = 100, continue_: Continue = None
+) -> dict[str, Any]:
+    """The cluster's join tokens, expired ones too: ids, use counts and expiry, never
+    the secrets. Editors (who mint them) may list them."""
+    tokens = await registry.list_join_tokens(existing_name("clusters", name))
+    items = [
+        {"id": t.id, "reusable": t.reusable, "uses": t.uses, "used": t.used, "expires": t.expires}
+        for t in tokens
+    ]
+    return page(items, lambda t: str(t["id"]), limit, continue_)
+
+
+@router.delete("/{name}/join-tokens/{token_id}", status_code=204)
+async def revoke_join_token(
+    name: str, token_id: str, request: Request, registry: Reg, who: Writer
+) -> Response:
+    """Revoke a join token: it no longer joins (SVIDs it bought stay valid until they
+    expire). 404 if the cluster has no such token."""
+    cluster = existing_name("clusters", name)
+    await registry.revoke_join_token(cluster, token_id, who.name, now(request))
+    return Response(status_code=204)
 
 
 @router.get("/{name}/imports", response_model=Page[ImportOut])

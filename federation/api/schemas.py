@@ -19,6 +19,9 @@ T = TypeVar("T")
 MAX_REVISION = 2**63 - 1
 # Issue 4: join tokens default to 1 h; a day is the most we hand out (service.MAX_JOIN_TTL).
 MAX_JOIN_TTL_SECONDS = 24 * 3600
+# Reusable join tokens live up to a year (service.MAX_REUSABLE_JOIN_TTL says why);
+# the service checks the single-use day, naming `ttl_seconds` as well.
+MAX_REUSABLE_JOIN_TTL_SECONDS = 365 * 24 * 3600
 # API tokens may live long (CI systems), but not past what datetime arithmetic
 # can express comfortably: ten years.
 MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600
@@ -77,13 +80,34 @@ class ClusterOut(BaseModel):
 
 class JoinTokenIn(Input):
     ttl_seconds: int | None = Field(
-        default=None, ge=1, le=MAX_JOIN_TTL_SECONDS, description="default 3600"
+        default=None,
+        ge=1,
+        le=MAX_REUSABLE_JOIN_TTL_SECONDS,
+        description="default 3600; at most 86400 (a day) for a single-use token, "
+        "31536000 (365 days) for a reusable one",
+    )
+    reusable: bool = Field(
+        default=False,
+        description="true: every redemption until `expires` joins (gateway replicas, agent "
+        "restarts); false: the first redemption spends it",
     )
 
 
 class JoinTokenOut(BaseModel):
     cluster: str
-    token: str = Field(description="shown once: `<id>.<secret>`, single use")
+    token: str = Field(description="shown once: `<id>.<secret>`")
+    id: str = Field(description="the token's public id: the part before the dot")
+    reusable: bool
+    expires: datetime
+
+
+class JoinTokenInfo(BaseModel):
+    """A join token as listed: never its secret nor the secret's digest."""
+
+    id: str
+    reusable: bool
+    uses: int = Field(description="redemptions so far")
+    used: bool = Field(description="a single-use token that has been redeemed")
     expires: datetime
 
 

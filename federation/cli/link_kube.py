@@ -153,7 +153,12 @@ def _credential(
     lid: str,
     report: Report,
 ) -> datetime | None:
-    """Keep a valid join token in the cluster; mint one when missing, expired or rotating."""
+    """Keep a valid join token in the cluster; mint one when missing, expired or rotating.
+
+    The token is reusable: the agent joins on every start, so a restarted or
+    rescheduled agent pod (and a second replica) joins with the same Secret until
+    the token expires. Rotation keeps the previous token beside the new one.
+    """
     from discovery_sync.kube import objects as kube
 
     secret_name = plan.credential_name(peer)
@@ -169,7 +174,10 @@ def _credential(
         assert held is not None
         report.add(SECTION_KUBE, line, "pass", f"unchanged, expires {_until(held[1], now)}")
         return held[1]
-    token = api.post(f"/api/v1/clusters/{name}/join-tokens", {"ttl_seconds": ns.credential_ttl})
+    token = api.post(
+        f"/api/v1/clusters/{name}/join-tokens",
+        {"ttl_seconds": ns.credential_ttl, "reusable": True},
+    )
     expires = plan.parse_time(str(token["expires"]))
     assert expires is not None
     previous = held if valid else None

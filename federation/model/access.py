@@ -1,4 +1,4 @@
-"""Who may do what: API tokens, single-use join tokens, CA material, the audit trail.
+"""Who may do what: API tokens, join tokens, CA material, the audit trail.
 
 Secrets never live here in the clear: tokens are stored as SHA-256 digests of
 their secret part, CA private keys as sealed (encrypted PKCS#8) blobs produced by
@@ -60,7 +60,13 @@ class ApiToken(Record):
 
 @dataclass(frozen=True, slots=True)
 class JoinToken(Record):
-    """A single-use bootstrap token: `<id>.<secret>` buys one cluster's first SVID."""
+    """A bootstrap token: `<id>.<secret>` buys SVIDs for one cluster's agent and gateway.
+
+    Single use (the default): the first redemption spends it (`used`). Reusable,
+    like kubeadm's bootstrap tokens: any number of redemptions until `expires`,
+    each counted in `uses`, so gateway replicas and restarted agents share one.
+    Records stored before `reusable` and `uses` existed decode with their defaults.
+    """
 
     KIND: ClassVar[str] = "jointokens"
 
@@ -68,7 +74,9 @@ class JoinToken(Record):
     cluster: str
     secret_sha256: str
     expires: datetime
-    used: bool = False
+    used: bool = False  # single-use tokens only: spent
+    reusable: bool = False
+    uses: int = 0  # redemptions so far (a spent single-use token has 1, or 0 if older)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _TOKEN_ID.fullmatch(self.id):
@@ -76,8 +84,15 @@ class JoinToken(Record):
         v.dns1123_label("cluster", self.cluster)
         _digest("secret_sha256", self.secret_sha256)
         object.__setattr__(self, "expires", _time("expires", self.expires))
-        if not isinstance(self.used, bool):
-            raise ValidationError("used", "must be true or false")
+        for fname in ("used", "reusable"):
+            if not isinstance(getattr(self, fname), bool):
+                raise ValidationError(fname, "must be true or false")
+        if isinstance(self.uses, bool) or not isinstance(self.uses, int) or self.uses < 0:
+            raise ValidationError("uses", f"must be a non-negative integer, got {self.uses!r}")
+        if self.reusable and self.used:
+            raise ValidationError("used", "a reusable token is never spent")
+        if not self.reusable and self.uses > 1:
+            raise ValidationError("uses", f"a single-use token is redeemed once, not {self.uses}")
 
     @property
     def key(self) -> str:

@@ -22,6 +22,7 @@ from federation.model import (
     Cluster,
     Endpoint,
     Gateway,
+    JoinToken,
     Link,
     ServiceExport,
     ServiceKey,
@@ -55,6 +56,14 @@ MUTABLE_CLUSTER_FIELDS = ("region", "zone", "network", "gateway_addresses", "sou
 DEFAULT_JOIN_TTL = timedelta(hours=1)
 # kubeadm caps bootstrap token TTLs at nothing, but a day keeps a leaked one short-lived.
 MAX_JOIN_TTL = timedelta(days=1)
+# Reusable tokens: kubeadm's bootstrap tokens are reusable until their TTL runs out
+# (`kubeadm token create --ttl`, default 24h, 0 = never expires:
+# https://kubernetes.io/docs/reference/setup-tools/kubeadm/generated/kubeadm_token_create).
+# We cap them at a year so a leaked token is not valid forever; revoke one sooner
+# with DELETE /api/v1/clusters/{name}/join-tokens/{id}.
+MAX_REUSABLE_JOIN_TTL = timedelta(days=365)
+# A revoke that lost a race with a redemption (which counts into the record) retries.
+JOIN_TOKEN_CAS_ATTEMPTS = 8
 # A PATCH whose gateway write lost a race with a health report is retried this often.
 GATEWAY_CAS_ATTEMPTS = 5
 # A static export write that lost a race with another writer of the same service is
@@ -193,17 +202,53 @@ class Registry:
         await self.trust.remove_cluster_ca(name)
 
     async def create_join_token(
-        self, cluster: str, ttl: timedelta | None, actor: str, now: datetime
+        self,
+        cluster: str,
+        ttl: timedelta | None,
+        actor: str,
+        now: datetime,
+        *,
+        reusable: bool = False,
     ) -> tuple[str, datetime]:
-        """A single-use bootstrap token for `cluster`'s agent and gateway, and its expiry."""
+        """A bootstrap token for `cluster`'s agent and gateway, and its expiry: single
+        use, or `reusable` until it expires (every replica and restart joins with it)."""
         ttl = DEFAULT_JOIN_TTL if ttl is None else ttl
-        if not timedelta(0) < ttl <= MAX_JOIN_TTL:
-            raise ValidationError("ttl_seconds", f"must be between 1 and {MAX_JOIN_TTL.seconds}")
-        token = await self.trust.create_join_token(cluster, ttl, now)
-        await self.store.commit(
-            [audit.put(audit.event(now, actor, "create", "jointokens", cluster))]
-        )
-        return token, now + ttl
+        cap = MAX_REUSABLE_JOIN_TTL if reusable else MAX_JOIN_TTL
+        if not timedelta(0) < ttl <= cap:
+            kind = "a reusable" if reusable else "a single-use"
+            hint = "" if reusable or ttl <= timedelta(0) else " (ask for a reusable token)"
+            raise ValidationError(
+                "ttl_seconds",
+                f"{int(ttl.total_seconds())} is out of range for {kind} token: "
+                f"1 to {int(cap.total_seconds())} seconds{hint}",
+            )
+        await self.store.clusters.get(cluster)
+        record, token = self.trust.mint_join_token(cluster, ttl, now, reusable=reusable)
+        detail = f"id={record.id} reusable={str(reusable).lower()}"
+        event = audit.event(now, actor, "create", JoinToken.KIND, cluster, detail)
+        await self.store.commit([put_op(record, ABSENT), audit.put(event)])
+        return token, record.expires
+
+    async def list_join_tokens(self, cluster: str) -> list[JoinToken]:
+        """`cluster`'s join tokens (records hold digests only, never secrets)."""
+        return await self.trust.list_join_tokens(cluster)
+
+    async def revoke_join_token(
+        self, cluster: str, token_id: str, actor: str, now: datetime
+    ) -> None:
+        """Delete `cluster`'s token `token_id` with its audit event; NotFound if it is
+        unknown or another cluster's. A redemption racing the delete is retried."""
+        for _ in range(JOIN_TOKEN_CAS_ATTEMPTS):
+            held = await self.trust.join_token(cluster, token_id)
+            event = audit.event(now, actor, "delete", JoinToken.KIND, cluster, f"id={token_id}")
+            try:
+                await self.store.commit(
+                    [delete_op(JoinToken.KIND, token_id, held.revision), audit.put(event)]
+                )
+                return
+            except Conflict:  # redeemed (its count moved) in between: read it again
+                continue
+        raise Conflict(f"jointokens/{token_id}", -1, None)
 
     # -- links --------------------------------------------------------------------
 

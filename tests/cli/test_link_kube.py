@@ -16,8 +16,11 @@ import yaml
 from cryptography import x509
 
 from federation.cli import linkplan as plan
+from federation.registry.trust import TrustService
+from federation.store import Store
 from tests.cli.conftest import Registry
 from tests.fakekube import FakeKube
+from trust_bundle import PassphraseProtector
 
 FAIL = "\u00d7"
 Snapshot = dict[tuple[str, str, str], str]
@@ -337,6 +340,42 @@ def test_rotation_keeps_a_valid_credential_at_all_times(
     link_json(registry, "rx", "ry", "--kubeconfig", cfg, "--rotate-credentials")
     latest = obj(one, "secrets", "meshfed-system", "meshfed-agent-join-ry")
     assert latest["data"]["previous-token"] == newest
+
+
+def _redeem(reg: Registry, token: str) -> str:
+    """An agent start's Join, on the registry's own store."""
+    protector = PassphraseProtector.from_file(reg.data_dir / "key.passphrase")
+
+    async def run(store: Store) -> str:
+        return await TrustService(store, protector).redeem_join_token(token, datetime.now(UTC))
+
+    result = reg.store(run)
+    assert isinstance(result, str)
+    return result
+
+
+def test_link_writes_a_reusable_token_every_agent_restart_joins_with(
+    registry: Registry, kubes: dict[str, FakeKube], tmp_path: Path
+) -> None:
+    add(registry, "ux", "uy")
+    one = kubes["one"]
+    cfg = kubeconfig(tmp_path / "kubeconfig", {"ux": one, "uy": kubes["two"]})
+    link_json(registry, "ux", "uy", "--kubeconfig", cfg)
+    secret = obj(one, "secrets", "meshfed-system", "meshfed-agent-join-uy")
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    for _ in range(3):  # the first start, a restart, a second replica
+        assert _redeem(registry, token) == "ux"
+    headers = {"Authorization": f"Bearer {registry.token_file.read_text().strip()}"}
+    listed = httpx.get(f"{registry.url}/api/v1/clusters/ux/join-tokens", headers=headers).json()
+    held = {t["id"]: t for t in listed["items"]}[token.split(".")[0]]
+    assert (held["reusable"], held["uses"], held["used"]) == (True, 3, False)
+
+    # rotation: the new token and the previous one (kept beside it) both still join
+    link_json(registry, "ux", "uy", "--kubeconfig", cfg, "--rotate-credentials")
+    rotated = obj(one, "secrets", "meshfed-system", "meshfed-agent-join-uy")["data"]
+    new = base64.b64decode(rotated["token"]).decode()
+    assert base64.b64decode(rotated["previous-token"]).decode() == token != new
+    assert _redeem(registry, new) == _redeem(registry, new) == _redeem(registry, token) == "ux"
 
 
 @pytest.mark.parametrize(
