@@ -43,6 +43,7 @@ from prometheus_client.registry import Collector
 
 from discovery_sync.errors import DiscoveryError
 from discovery_sync.kube.lease import lease_name
+from federation.client.rotation import issuing_root
 
 if TYPE_CHECKING:
     from discovery_sync.agent import Agent
@@ -104,6 +105,8 @@ class Snapshot:
     export_stream_up: bool = False
     export_stream_restarts: int = 0
     svid_expiry: float | None = None  # SVID notAfter, Unix seconds; None before the join
+    svid_root: str = ""  # SHA-256 of the root the SVID chains to ("" unknown / not joined)
+    svid_renewals: int = 0
 
 
 def liveness(s: Snapshot) -> list[str]:
@@ -185,6 +188,16 @@ def collect_metrics(s: Snapshot, rejected: Mapping[int, int]) -> list[Metric]:
                 s.svid_expiry,
             )
         )
+        info = GaugeMetricFamily(
+            "meshfed_agent_svid_info",
+            "The agent's SVID: the root it chains to (a root rotation moves it at activate).",
+            labels=["root_sha256"],
+        )
+        info.add_metric([s.svid_root], 1)
+        out.append(info)
+    out.append(
+        counter("svid_renewals", "SVID renewals (half lifetime or root rotation).", s.svid_renewals)
+    )
     bad = CounterMetricFamily(
         "meshfed_agent_admin_rejected_requests",
         "Admin endpoint requests answered 400, 404 or 405.",
@@ -240,6 +253,8 @@ def snapshot(agent: Agent, clock: Callable[[], float] = time.monotonic) -> Snaps
         export_stream_up=agent.export_stream_up,
         export_stream_restarts=agent.export_stream_restarts,
         svid_expiry=registry.identity.not_after.timestamp() if registry is not None else None,
+        svid_root=(issuing_root(registry.identity) or "") if registry is not None else "",
+        svid_renewals=agent.renewals,
     )
 
 

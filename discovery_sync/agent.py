@@ -66,6 +66,7 @@ from federation.client import (
     WatchView,
     join,
 )
+from federation.client.rotation import rotation_renewal
 from federation.errors import FederationError, InvalidToken, PermissionDenied
 from federation.model import ServiceKey
 from trust_bundle.renewal import jitter_from_seed, renewal_time
@@ -127,6 +128,8 @@ class Agent:
         self.registry: ControlPlaneClient | None = None  # set once joined
         self.export_stream_up = False  # a ReportEndpoints stream has sent its full state
         self.export_stream_restarts = 0  # export streams that ended in an error
+        self.renewals = 0  # SVID renewals (half lifetime or root rotation)
+        self._renew_wake = asyncio.Event()  # set when a root rotation asks for a renewal
 
     # --- composition ---------------------------------------------------------------
 
@@ -348,6 +351,8 @@ class Agent:
     async def _follow(self, registry: ControlPlaneClient) -> None:
         async for watch_view in registry.follow(view=self.watch_view):
             self.watch_view = watch_view
+            if registry.adopt_bundles(watch_view.items.bundles) is not None:
+                self._renew_wake.set()  # a root rotation was activated: renew now
             view = import_view(self.config.cluster, watch_view, self.cidr, previous=self.view)
             await self.apply(view)
 
@@ -396,20 +401,36 @@ class Agent:
     # --- identity ------------------------------------------------------------------------
 
     async def _renew(self, registry: ControlPlaneClient) -> None:
+        """Renew at (jittered) half lifetime, or at once when the Watch shows that the
+        registry signs under another root now (federation.client.rotation)."""
         backoff = Backoff(initial=1.0, maximum=60.0)
         while True:
             identity = registry.identity
-            due = renewal_time(
-                identity.not_before, identity.not_after, jitter_from_seed(identity.spiffe_id)
-            )
-            await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+            reason = rotation_renewal(identity, self.watch_view.items.bundles)
+            if reason is None:
+                due = renewal_time(
+                    identity.not_before, identity.not_after, jitter_from_seed(identity.spiffe_id)
+                )
+                wait = (due - datetime.now(UTC)).total_seconds()
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._renew_wake.wait(), wait)
+                    self._renew_wake.clear()
+                    continue  # woken by a rotation, or due now: decide again
+                reason = "half lifetime"
             try:
-                await registry.renew()
+                renewed = await registry.renew()
                 backoff.reset()
             except (RegistryError, FederationError) as err:
                 delay = backoff.next()
                 log.warning("SVID renewal failed (%s); retrying in %.1fs", err, delay)
                 await asyncio.sleep(delay)
+                continue
+            self.renewals += 1
+            log.info("SVID renewed (%s), valid until %s", reason, renewed.not_after)
+            if rotation_renewal(renewed, self.watch_view.items.bundles) is not None:
+                # signed before the registry re-issued our intermediate: again soon
+                await asyncio.sleep(backoff.next())
 
 
 class _LeaderSource(KubeSource):

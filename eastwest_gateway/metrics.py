@@ -81,6 +81,19 @@ class GatewayMetrics:
             registry=r,
         )
         self.routes = Gauge("meshfed_gateway_routes", "Ingress routes loaded.", registry=r)
+        self.svid_info = Gauge(
+            "meshfed_gateway_svid_info",
+            "Registry mode: 1 for the root the gateway's SVID chains to (a root rotation "
+            "moves it at activate).",
+            ["root_sha256"],
+            registry=r,
+        )
+        self.svid_renewals = Counter(
+            "meshfed_gateway_svid_renewals",
+            "Registry mode: SVID renewals by reason (half_lifetime, root_rotation).",
+            ["reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

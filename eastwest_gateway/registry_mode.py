@@ -57,6 +57,7 @@ from federation.client import (
     WatchView,
     join,
 )
+from federation.client.rotation import fingerprints, issuing_root, rotation_renewal
 from federation.errors import FederationError, InvalidToken
 from trust_bundle import gateway_id
 from trust_bundle.renewal import jitter_from_seed, renewal_decision
@@ -155,6 +156,7 @@ class RegistryGateway:
         self.renewals = 0
         self._renew_wake = asyncio.Event()
         self.reported: dict[str, bool] = {}
+        self.reported_roots: tuple[str, ...] = ()
         self.unknown_peers: tuple[str, ...] = ()
         self._tasks: list[asyncio.Task[None]] = []
         self._failed: BaseException | None = None
@@ -187,6 +189,7 @@ class RegistryGateway:
             self.options.cluster, None, self.options.settings, route_file=self.desired.route_file
         )
         await self.gateway.start(listen, admin)
+        self._publish_identity()
         self.client = ControlPlaneClient(self.options.registry, identity)
         self._spawn(self._follow_loop)
         self._spawn(self._renew_loop)
@@ -270,7 +273,14 @@ class RegistryGateway:
             cert = identity.certificate
             jitter = jitter_from_seed(f"{identity.spiffe_id}/{cert.serial_number}")
             now = self.clock()
-            decision = renewal_decision(identity.not_before, identity.not_after, now, jitter)
+            rotated = rotation_renewal(identity, self.view.items.bundles)
+            decision = renewal_decision(
+                identity.not_before,
+                identity.not_after,
+                now,
+                jitter,
+                issued_by_signing_root=rotated is None,
+            )
             if not decision.renew:
                 wait = (decision.at - now).total_seconds()
                 with contextlib.suppress(TimeoutError):
@@ -291,11 +301,22 @@ class RegistryGateway:
             self._write_trust()
             assert self.gateway is not None
             self.gateway.reload()  # new TLS contexts for new connections
-            log.info("SVID renewed (%s), valid until %s", decision.reason, renewed.not_after)
+            self.gateway.metrics.svid_renewals.labels(
+                "half_lifetime" if rotated is None else "root_rotation"
+            ).inc()
+            self._publish_identity()
+            log.info(
+                "SVID renewed (%s), valid until %s", rotated or decision.reason, renewed.not_after
+            )
+            if rotated is not None and rotation_renewal(renewed, self.view.items.bundles):
+                # signed before the registry re-issued our intermediate: try again soon
+                log.warning("renewed SVID still under the old root; again in %.0fs", RENEW_RETRY)
+                await asyncio.sleep(RENEW_RETRY)
 
     # --- configuration ---------------------------------------------------------------
 
     def _write_trust(self) -> None:
+        """Write the roots to verify peers with (when they changed)."""
         assert self.identity is not None
         pem = trust_pem(self.identity.bundle_pem, self.view.items)
         path = self.state_dir / CA
@@ -305,6 +326,24 @@ class RegistryGateway:
         except OSError:
             pass
         write_atomic(path, pem)
+
+    def _publish_identity(self) -> None:
+        assert self.gateway is not None and self.identity is not None
+        self.gateway.metrics.svid_info.clear()
+        self.gateway.metrics.svid_info.labels(issuing_root(self.identity) or "").set(1)
+
+    def _follow_bundles(self, view: WatchView) -> None:
+        """A rotation step seen in the Watch: verify the registry with the new roots,
+        and renew at once when the registry signs under another root now."""
+        if self.client is None:
+            return
+        rotated = self.client.adopt_bundles(view.items.bundles)
+        if self.client.identity != self.identity:
+            self.identity = self.client.identity
+            save_identity(self.state_dir, self.identity)
+            self._publish_identity()
+        if rotated is not None:
+            self._renew_wake.set()
 
     async def _follow_loop(self) -> None:
         assert self.client is not None
@@ -316,7 +355,8 @@ class RegistryGateway:
         assert self.gateway is not None
         self.view = view
         save_view(self.state_dir, view)
-        self._write_trust()
+        self._follow_bundles(view)
+        self._write_trust()  # apply() below rebuilds the TLS contexts from it
         desired = desired_config(view.items, self.local)
         previous = self.desired
         self.desired = desired
@@ -343,6 +383,13 @@ class RegistryGateway:
             if state.health is not Health.UNKNOWN
         }
 
+    def trusted_roots(self) -> tuple[str, ...]:
+        """Fingerprints of the roots this gateway verifies peers with (its CA file)."""
+        try:
+            return fingerprints((self.state_dir / CA).read_bytes())
+        except (OSError, ValueError):
+            return ()
+
     async def _report_loop(self) -> None:
         assert self.client is not None
         loop = asyncio.get_running_loop()
@@ -350,8 +397,10 @@ class RegistryGateway:
         while True:
             await asyncio.sleep(self.options.report_interval)
             results = self.probe_results()
+            roots = self.trusted_roots()
             stale = loop.time() - last_sent >= self.options.report_refresh
-            if not results or (results == self.reported and not stale):
+            news = results != self.reported or roots != self.reported_roots
+            if not (results or roots) or not (news or stale):
                 continue
             probes = [
                 PeerProbe(
@@ -364,11 +413,12 @@ class RegistryGateway:
                 for peer, up in results.items()
             ]
             try:
-                unknown = await self.client.report_health(probes)
+                unknown = await self.client.report_health(probes, trusted_roots=roots)
             except FederationError as exc:
                 log.info("health report not delivered (%s); will retry", exc)
                 continue
             self.reported = results
+            self.reported_roots = roots
             last_sent = loop.time()
             if tuple(unknown) != self.unknown_peers:
                 self.unknown_peers = tuple(unknown)

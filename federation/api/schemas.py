@@ -393,10 +393,9 @@ class PropagationOut(BaseModel):
     reason: str
     waited_seconds: int
     required_seconds: int
-    pending: list[str]
-    reports_wired: bool = Field(
-        description="false: clusters do not report bundle sequences yet, so propagation "
-        "completes after 3 x the refresh hint only"
+    pending: list[str] = Field(
+        description="clusters whose gateway has not reported holding every published root "
+        "(ReportHealth); propagation completes when none is left, or after 3 x the refresh hint"
     )
 
 

@@ -188,8 +188,9 @@ def print_rotation(status: dict[str, Any]) -> None:
     print(f"  current root  {_short(status['current_root'])}")
     print(f"  next root     {_short(status['next_root'])}")
     print(f"  signing root  {status['signing_root']}")
-    if status["stage"] == "propagating" and not status["propagation"]["reports_wired"]:
-        print("  (clusters do not report their bundle yet: propagation completes on time only)")
+    pending = status["propagation"]["pending"]
+    if status["stage"] == "propagating" and pending:
+        print(f"  waiting for the gateways of {', '.join(pending)} to report both roots")
     print()
     print("bundles")
     rows = [

@@ -9,6 +9,7 @@ through it. See docs/controlplane.md.
   client       join(), ControlPlaneClient (renew, report_health, report_endpoints,
                watch, follow), EndpointReporter
   watch        pure: Watch messages as records, WatchView.apply
+  rotation     pure: the roots to trust and when to renew, from the Watch's bundles
   errors       gRPC status -> federation errors
 """
 

@@ -18,9 +18,10 @@ protobuf, with the registry's refusals as `federation.errors`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -34,12 +35,13 @@ from federation.client.errors import (
     StreamAborted,
     translate,
 )
+from federation.client.rotation import fingerprints, registry_roots, rotation_renewal
 from federation.client.watch import WatchEvent, WatchView, event_from_pb
 from federation.controlplane import meshfed_pb2 as pb
 from federation.controlplane import meshfed_pb2_grpc as pbg
 from federation.controlplane.convert import endpoint_to_pb, export_to_pb, service_ref
 from federation.errors import FederationError
-from federation.model import Endpoint, ServiceExport, ServiceKey
+from federation.model import Endpoint, ServiceExport, ServiceKey, TrustDomain
 from trust_bundle import parse_spiffe_id
 
 log = logging.getLogger("meshfed.client")
@@ -153,6 +155,15 @@ class ControlPlaneClient:
             self.address, identity.channel_credentials(), options=CHANNEL_OPTIONS
         )
 
+    def adopt_bundles(self, bundles: Mapping[str, TrustDomain]) -> str | None:
+        """Follow the Watch's bundles: verify the registry with the roots of our trust
+        domain's bundle (a new channel when they change: a rotation's prepare or
+        retire). Returns why the SVID must be renewed now (activate), or None."""
+        roots = registry_roots(self._identity, bundles)
+        if fingerprints(roots) != fingerprints(self._identity.bundle_pem):
+            self.use(dataclasses.replace(self._identity, bundle_pem=roots))
+        return rotation_renewal(self._identity, bundles)
+
     async def renew(self, timeout: float = UNARY_TIMEOUT) -> Identity:
         """A new key and SVID for the same identity; the client switches to it."""
         key, csr = new_key_and_csr(parse_spiffe_id(self._identity.spiffe_id))
@@ -167,16 +178,22 @@ class ControlPlaneClient:
         return renewed
 
     async def report_health(
-        self, probes: Iterable[PeerProbe], timeout: float = UNARY_TIMEOUT
+        self,
+        probes: Iterable[PeerProbe],
+        timeout: float = UNARY_TIMEOUT,
+        trusted_roots: Sequence[str] = (),
     ) -> list[str]:
-        """Report probe results (gateways only); returns peers the registry has no link for."""
+        """Report probe results (gateways only), and the fingerprints of the roots the
+        gateway verifies peers with (a rotation's propagation evidence); returns
+        peers the registry has no link for."""
         request = pb.HealthReport(
             probes=[
                 pb.PeerProbe(
                     peer_cluster=p.peer_cluster, up=p.up, reason=p.reason, message=p.message
                 )
                 for p in probes
-            ]
+            ],
+            trusted_roots_sha256=list(trusted_roots),
         )
         try:
             reply = await self._stub().ReportHealth(request, timeout=timeout)

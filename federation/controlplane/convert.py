@@ -240,6 +240,7 @@ def bundle_to_pb(td: TrustDomain) -> pb.TrustBundle:
         roots_pem=list(td.roots_pem),
         sequence=td.sequence,
         refresh_hint_seconds=td.refresh_hint_seconds,
+        signing_root_sha256=td.signing_root_sha256,
     )
 
 
@@ -249,4 +250,5 @@ def bundle_from_pb(msg: pb.TrustBundle) -> TrustDomain:
         roots_pem=tuple(msg.roots_pem),
         sequence=msg.sequence,
         refresh_hint_seconds=msg.refresh_hint_seconds,
+        signing_root_sha256=msg.signing_root_sha256,
     )

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%federation/controlplane/meshfed.proto\x12\nmeshfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n\x0bJoinRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\"!\n\x0eSignCSRRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"v\n\x0b\x43redentials\x12\x11\n\tspiffe_id\x18\x01 \x01(\t\x12\x11\n\tchain_pem\x18\x02 \x01(\x0c\x12\x12\n\nbundle_pem\x18\x03 \x01(\x0c\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x04Port\x12\x0c\n\x04port\x18\x01 \x01(\r\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0c\x61pp_protocol\x18\x04 \x01(\t\"-\n\nServiceRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x9e\x01\n\rServiceExport\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x05ports\x18\x05 \x03(\x0b\x32\x10.meshfed.v1.Port\x12\r\n\x05scope\x18\x06 \x03(\t\"\x9e\x01\n\x08\x45ndpoint\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x1f\n\x05ports\x18\x05 \x03(\x0b\x32\x10.meshfed.v1.Port\x12\x0c\n\x04zone\x18\x06 \x01(\t\x12\r\n\x05ready\x18\x07 \x01(\x08\x12\x0e\n\x06weight\x18\x08 \x01(\r\"\x84\x01\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x38\n\x14last_transition_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\x04Link\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\x12\x15\n\rbidirectional\x18\x03 \x01(\x08\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x12\n\nnamespaces\x18\x05 \x03(\t\x12)\n\nconditions\x18\x06 \x03(\x0b\x32\x15.meshfed.v1.Condition\x12\x35\n\x11\x63redential_expiry\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x95\x01\n\x07Gateway\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\taddresses\x18\x02 \x03(\t\x12\r\n\x05modes\x18\x03 \x03(\t\x12#\n\x07healthy\x18\x04 \x01(\x0e\x32\x12.meshfed.v1.Health\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x0c\n\x04zone\x18\x06 \x01(\t\x12\x14\n\x0ctrust_domain\x18\x07 \x01(\t\"f\n\x0bTrustBundle\x12\x14\n\x0ctrust_domain\x18\x01 \x01(\t\x12\x11\n\troots_pem\x18\x02 \x03(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x1c\n\x14refresh_hint_seconds\x18\x04 \x01(\r\"b\n\x0cServiceState\x12)\n\x06\x65xport\x18\x01 \x01(\x0b\x32\x19.meshfed.v1.ServiceExport\x12\'\n\tendpoints\x18\x02 \x03(\x0b\x32\x14.meshfed.v1.Endpoint\"y\n\x0e\x45ndpointReport\x12\x12\n\nfull_state\x18\x01 \x01(\x08\x12*\n\x08services\x18\x02 \x03(\x0b\x32\x18.meshfed.v1.ServiceState\x12\'\n\x07removed\x18\x03 \x03(\x0b\x32\x16.meshfed.v1.ServiceRef\"=\n\x17ReportEndpointsResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x10\n\x08services\x18\x02 \x01(\r\"7\n\x0cWatchRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x16\n\x0esince_revision\x18\x02 \x01(\x04\"\xa7\x01\n\rServiceImport\x12\'\n\x07service\x18\x01 \x01(\x0b\x32\x16.meshfed.v1.ServiceRef\x12\x1f\n\x05ports\x18\x02 \x03(\x0b\x32\x10.meshfed.v1.Port\x12\x10\n\x08\x63lusters\x18\x03 \x03(\t\x12\x11\n\tconflicts\x18\x04 \x03(\t\x12\'\n\tendpoints\x18\x05 \x03(\x0b\x32\x14.meshfed.v1.Endpoint\"\x1f\n\x07LinkRef\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\"\xd6\x01\n\nWatchState\x12*\n\x07imports\x18\x01 \x03(\x0b\x32\x19.meshfed.v1.ServiceImport\x12\x1f\n\x05links\x18\x02 \x03(\x0b\x32\x10.meshfed.v1.Link\x12%\n\x08gateways\x18\x03 \x03(\x0b\x32\x13.meshfed.v1.Gateway\x12(\n\x07\x62undles\x18\x04 \x03(\x0b\x32\x17.meshfed.v1.TrustBundle\x12*\n\x07\x65xports\x18\x05 \x03(\x0b\x32\x19.meshfed.v1.ServiceImport\"\xa8\x01\n\rWatchRemovals\x12\'\n\x07imports\x18\x01 \x03(\x0b\x32\x16.meshfed.v1.ServiceRef\x12\"\n\x05links\x18\x02 \x03(\x0b\x32\x13.meshfed.v1.LinkRef\x12\x10\n\x08gateways\x18\x03 \x03(\t\x12\x0f\n\x07\x62undles\x18\x04 \x03(\t\x12\'\n\x07\x65xports\x18\x05 \x03(\x0b\x32\x16.meshfed.v1.ServiceRef\"\xa8\x01\n\nWatchEvent\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12*\n\x08snapshot\x18\x02 \x01(\x0b\x32\x16.meshfed.v1.WatchStateH\x00\x12\'\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x16.meshfed.v1.WatchDeltaH\x00\x12*\n\theartbeat\x18\x04 \x01(\x0b\x32\x15.meshfed.v1.HeartbeatH\x00\x42\x07\n\x05\x65vent\"b\n\nWatchDelta\x12(\n\x08upserted\x18\x01 \x01(\x0b\x32\x16.meshfed.v1.WatchState\x12*\n\x07removed\x18\x02 \x01(\x0b\x32\x19.meshfed.v1.WatchRemovals\"\x0b\n\tHeartbeat\"N\n\tPeerProbe\x12\x14\n\x0cpeer_cluster\x18\x01 \x01(\t\x12\n\n\x02up\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"5\n\x0cHealthReport\x12%\n\x06probes\x18\x01 \x03(\x0b\x32\x15.meshfed.v1.PeerProbe\"-\n\x14ReportHealthResponse\x12\x15\n\runknown_peers\x18\x01 \x03(\t*<\n\x06Health\x12\x12\n\x0eHEALTH_UNKNOWN\x10\x00\x12\r\n\tHEALTH_UP\x10\x01\x12\x0f\n\x0bHEALTH_DOWN\x10\x02\x32\x45\n\tBootstrap\x12\x38\n\x04Join\x12\x17.meshfed.v1.JoinRequest\x1a\x17.meshfed.v1.Credentials2\xad\x02\n\x0c\x43ontrolPlane\x12>\n\x07SignCSR\x12\x1a.meshfed.v1.SignCSRRequest\x1a\x17.meshfed.v1.Credentials\x12T\n\x0fReportEndpoints\x12\x1a.meshfed.v1.EndpointReport\x1a#.meshfed.v1.ReportEndpointsResponse(\x01\x12;\n\x05Watch\x12\x18.meshfed.v1.WatchRequest\x1a\x16.meshfed.v1.WatchEvent0\x01\x12J\n\x0cReportHealth\x12\x18.meshfed.v1.HealthReport\x1a .meshfed.v1.ReportHealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%federation/controlplane/meshfed.proto\x12\nmeshfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n\x0bJoinRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\"!\n\x0eSignCSRRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"v\n\x0b\x43redentials\x12\x11\n\tspiffe_id\x18\x01 \x01(\t\x12\x11\n\tchain_pem\x18\x02 \x01(\x0c\x12\x12\n\nbundle_pem\x18\x03 \x01(\x0c\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x04Port\x12\x0c\n\x04port\x18\x01 \x01(\r\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0c\x61pp_protocol\x18\x04 \x01(\t\"-\n\nServiceRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x9e\x01\n\rServiceExport\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x05ports\x18\x05 \x03(\x0b\x32\x10.meshfed.v1.Port\x12\r\n\x05scope\x18\x06 \x03(\t\"\x9e\x01\n\x08\x45ndpoint\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x1f\n\x05ports\x18\x05 \x03(\x0b\x32\x10.meshfed.v1.Port\x12\x0c\n\x04zone\x18\x06 \x01(\t\x12\r\n\x05ready\x18\x07 \x01(\x08\x12\x0e\n\x06weight\x18\x08 \x01(\r\"\x84\x01\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x38\n\x14last_transition_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\x04Link\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\x12\x15\n\rbidirectional\x18\x03 \x01(\x08\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x12\n\nnamespaces\x18\x05 \x03(\t\x12)\n\nconditions\x18\x06 \x03(\x0b\x32\x15.meshfed.v1.Condition\x12\x35\n\x11\x63redential_expiry\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x95\x01\n\x07Gateway\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\taddresses\x18\x02 \x03(\t\x12\r\n\x05modes\x18\x03 \x03(\t\x12#\n\x07healthy\x18\x04 \x01(\x0e\x32\x12.meshfed.v1.Health\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x0c\n\x04zone\x18\x06 \x01(\t\x12\x14\n\x0ctrust_domain\x18\x07 \x01(\t\"\x83\x01\n\x0bTrustBundle\x12\x14\n\x0ctrust_domain\x18\x01 \x01(\t\x12\x11\n\troots_pem\x18\x02 \x03(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x1c\n\x14refresh_hint_seconds\x18\x04 \x01(\r\x12\x1b\n\x13signing_root_sha256\x18\x05 \x01(\t\"b\n\x0cServiceState\x12)\n\x06\x65xport\x18\x01 \x01(\x0b\x32\x19.meshfed.v1.ServiceExport\x12\'\n\tendpoints\x18\x02 \x03(\x0b\x32\x14.meshfed.v1.Endpoint\"y\n\x0e\x45ndpointReport\x12\x12\n\nfull_state\x18\x01 \x01(\x08\x12*\n\x08services\x18\x02 \x03(\x0b\x32\x18.meshfed.v1.ServiceState\x12\'\n\x07removed\x18\x03 \x03(\x0b\x32\x16.meshfed.v1.ServiceRef\"=\n\x17ReportEndpointsResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x10\n\x08services\x18\x02 \x01(\r\"7\n\x0cWatchRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x16\n\x0esince_revision\x18\x02 \x01(\x04\"\xa7\x01\n\rServiceImport\x12\'\n\x07service\x18\x01 \x01(\x0b\x32\x16.meshfed.v1.ServiceRef\x12\x1f\n\x05ports\x18\x02 \x03(\x0b\x32\x10.meshfed.v1.Port\x12\x10\n\x08\x63lusters\x18\x03 \x03(\t\x12\x11\n\tconflicts\x18\x04 \x03(\t\x12\'\n\tendpoints\x18\x05 \x03(\x0b\x32\x14.meshfed.v1.Endpoint\"\x1f\n\x07LinkRef\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\"\xd6\x01\n\nWatchState\x12*\n\x07imports\x18\x01 \x03(\x0b\x32\x19.meshfed.v1.ServiceImport\x12\x1f\n\x05links\x18\x02 \x03(\x0b\x32\x10.meshfed.v1.Link\x12%\n\x08gateways\x18\x03 \x03(\x0b\x32\x13.meshfed.v1.Gateway\x12(\n\x07\x62undles\x18\x04 \x03(\x0b\x32\x17.meshfed.v1.TrustBundle\x12*\n\x07\x65xports\x18\x05 \x03(\x0b\x32\x19.meshfed.v1.ServiceImport\"\xa8\x01\n\rWatchRemovals\x12\'\n\x07imports\x18\x01 \x03(\x0b\x32\x16.meshfed.v1.ServiceRef\x12\"\n\x05links\x18\x02 \x03(\x0b\x32\x13.meshfed.v1.LinkRef\x12\x10\n\x08gateways\x18\x03 \x03(\t\x12\x0f\n\x07\x62undles\x18\x04 \x03(\t\x12\'\n\x07\x65xports\x18\x05 \x03(\x0b\x32\x16.meshfed.v1.ServiceRef\"\xa8\x01\n\nWatchEvent\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12*\n\x08snapshot\x18\x02 \x01(\x0b\x32\x16.meshfed.v1.WatchStateH\x00\x12\'\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x16.meshfed.v1.WatchDeltaH\x00\x12*\n\theartbeat\x18\x04 \x01(\x0b\x32\x15.meshfed.v1.HeartbeatH\x00\x42\x07\n\x05\x65vent\"b\n\nWatchDelta\x12(\n\x08upserted\x18\x01 \x01(\x0b\x32\x16.meshfed.v1.WatchState\x12*\n\x07removed\x18\x02 \x01(\x0b\x32\x19.meshfed.v1.WatchRemovals\"\x0b\n\tHeartbeat\"N\n\tPeerProbe\x12\x14\n\x0cpeer_cluster\x18\x01 \x01(\t\x12\n\n\x02up\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"S\n\x0cHealthReport\x12%\n\x06probes\x18\x01 \x03(\x0b\x32\x15.meshfed.v1.PeerProbe\x12\x1c\n\x14trusted_roots_sha256\x18\x02 \x03(\t\"-\n\x14ReportHealthResponse\x12\x15\n\runknown_peers\x18\x01 \x03(\t*<\n\x06Health\x12\x12\n\x0eHEALTH_UNKNOWN\x10\x00\x12\r\n\tHEALTH_UP\x10\x01\x12\x0f\n\x0bHEALTH_DOWN\x10\x02\x32\x45\n\tBootstrap\x12\x38\n\x04Join\x12\x17.meshfed.v1.JoinRequest\x1a\x17.meshfed.v1.Credentials2\xad\x02\n\x0c\x43ontrolPlane\x12>\n\x07SignCSR\x12\x1a.meshfed.v1.SignCSRRequest\x1a\x17.meshfed.v1.Credentials\x12T\n\x0fReportEndpoints\x12\x1a.meshfed.v1.EndpointReport\x1a#.meshfed.v1.ReportEndpointsResponse(\x01\x12;\n\x05Watch\x12\x18.meshfed.v1.WatchRequest\x1a\x16.meshfed.v1.WatchEvent0\x01\x12J\n\x0cReportHealth\x12\x18.meshfed.v1.HealthReport\x1a .meshfed.v1.ReportHealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'federation.controlplane.meshfed_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HEALTH']._serialized_start=2710
-  _globals['_HEALTH']._serialized_end=2770
+  _globals['_HEALTH']._serialized_start=2770
+  _globals['_HEALTH']._serialized_end=2830
   _globals['_JOINREQUEST']._serialized_start=86
   _globals['_JOINREQUEST']._serialized_end=131
   _globals['_SIGNCSRREQUEST']._serialized_start=133
@@ -54,38 +54,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LINK']._serialized_end=1052
   _globals['_GATEWAY']._serialized_start=1055
   _globals['_GATEWAY']._serialized_end=1204
-  _globals['_TRUSTBUNDLE']._serialized_start=1206
-  _globals['_TRUSTBUNDLE']._serialized_end=1308
-  _globals['_SERVICESTATE']._serialized_start=1310
-  _globals['_SERVICESTATE']._serialized_end=1408
-  _globals['_ENDPOINTREPORT']._serialized_start=1410
-  _globals['_ENDPOINTREPORT']._serialized_end=1531
-  _globals['_REPORTENDPOINTSRESPONSE']._serialized_start=1533
-  _globals['_REPORTENDPOINTSRESPONSE']._serialized_end=1594
-  _globals['_WATCHREQUEST']._serialized_start=1596
-  _globals['_WATCHREQUEST']._serialized_end=1651
-  _globals['_SERVICEIMPORT']._serialized_start=1654
-  _globals['_SERVICEIMPORT']._serialized_end=1821
-  _globals['_LINKREF']._serialized_start=1823
-  _globals['_LINKREF']._serialized_end=1854
-  _globals['_WATCHSTATE']._serialized_start=1857
-  _globals['_WATCHSTATE']._serialized_end=2071
-  _globals['_WATCHREMOVALS']._serialized_start=2074
-  _globals['_WATCHREMOVALS']._serialized_end=2242
-  _globals['_WATCHEVENT']._serialized_start=2245
-  _globals['_WATCHEVENT']._serialized_end=2413
-  _globals['_WATCHDELTA']._serialized_start=2415
-  _globals['_WATCHDELTA']._serialized_end=2513
-  _globals['_HEARTBEAT']._serialized_start=2515
-  _globals['_HEARTBEAT']._serialized_end=2526
-  _globals['_PEERPROBE']._serialized_start=2528
-  _globals['_PEERPROBE']._serialized_end=2606
-  _globals['_HEALTHREPORT']._serialized_start=2608
-  _globals['_HEALTHREPORT']._serialized_end=2661
-  _globals['_REPORTHEALTHRESPONSE']._serialized_start=2663
-  _globals['_REPORTHEALTHRESPONSE']._serialized_end=2708
-  _globals['_BOOTSTRAP']._serialized_start=2772
-  _globals['_BOOTSTRAP']._serialized_end=2841
-  _globals['_CONTROLPLANE']._serialized_start=2844
-  _globals['_CONTROLPLANE']._serialized_end=3145
+  _globals['_TRUSTBUNDLE']._serialized_start=1207
+  _globals['_TRUSTBUNDLE']._serialized_end=1338
+  _globals['_SERVICESTATE']._serialized_start=1340
+  _globals['_SERVICESTATE']._serialized_end=1438
+  _globals['_ENDPOINTREPORT']._serialized_start=1440
+  _globals['_ENDPOINTREPORT']._serialized_end=1561
+  _globals['_REPORTENDPOINTSRESPONSE']._serialized_start=1563
+  _globals['_REPORTENDPOINTSRESPONSE']._serialized_end=1624
+  _globals['_WATCHREQUEST']._serialized_start=1626
+  _globals['_WATCHREQUEST']._serialized_end=1681
+  _globals['_SERVICEIMPORT']._serialized_start=1684
+  _globals['_SERVICEIMPORT']._serialized_end=1851
+  _globals['_LINKREF']._serialized_start=1853
+  _globals['_LINKREF']._serialized_end=1884
+  _globals['_WATCHSTATE']._serialized_start=1887
+  _globals['_WATCHSTATE']._serialized_end=2101
+  _globals['_WATCHREMOVALS']._serialized_start=2104
+  _globals['_WATCHREMOVALS']._serialized_end=2272
+  _globals['_WATCHEVENT']._serialized_start=2275
+  _globals['_WATCHEVENT']._serialized_end=2443
+  _globals['_WATCHDELTA']._serialized_start=2445
+  _globals['_WATCHDELTA']._serialized_end=2543
+  _globals['_HEARTBEAT']._serialized_start=2545
+  _globals['_HEARTBEAT']._serialized_end=2556
+  _globals['_PEERPROBE']._serialized_start=2558
+  _globals['_PEERPROBE']._serialized_end=2636
+  _globals['_HEALTHREPORT']._serialized_start=2638
+  _globals['_HEALTHREPORT']._serialized_end=2721
+  _globals['_REPORTHEALTHRESPONSE']._serialized_start=2723
+  _globals['_REPORTHEALTHRESPONSE']._serialized_end=2768
+  _globals['_BOOTSTRAP']._serialized_start=2832
+  _globals['_BOOTSTRAP']._serialized_end=2901
+  _globals['_CONTROLPLANE']._serialized_start=2904
+  _globals['_CONTROLPLANE']._serialized_end=3205
 # @@protoc_insertion_point(module_scope)

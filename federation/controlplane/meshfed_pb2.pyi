@@ -152,16 +152,18 @@ class Gateway(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., modes: _Optional[_Iterable[str]] = ..., healthy: _Optional[_Union[Health, str]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., trust_domain: _Optional[str] = ...) -> None: ...
 
 class TrustBundle(_message.Message):
-    __slots__ = ("trust_domain", "roots_pem", "sequence", "refresh_hint_seconds")
+    __slots__ = ("trust_domain", "roots_pem", "sequence", "refresh_hint_seconds", "signing_root_sha256")
     TRUST_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     ROOTS_PEM_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     REFRESH_HINT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_ROOT_SHA256_FIELD_NUMBER: _ClassVar[int]
     trust_domain: str
     roots_pem: _containers.RepeatedScalarFieldContainer[str]
     sequence: int
     refresh_hint_seconds: int
-    def __init__(self, trust_domain: _Optional[str] = ..., roots_pem: _Optional[_Iterable[str]] = ..., sequence: _Optional[int] = ..., refresh_hint_seconds: _Optional[int] = ...) -> None: ...
+    signing_root_sha256: str
+    def __init__(self, trust_domain: _Optional[str] = ..., roots_pem: _Optional[_Iterable[str]] = ..., sequence: _Optional[int] = ..., refresh_hint_seconds: _Optional[int] = ..., signing_root_sha256: _Optional[str] = ...) -> None: ...
 
 class ServiceState(_message.Message):
     __slots__ = ("export", "endpoints")
@@ -284,10 +286,12 @@ class PeerProbe(_message.Message):
     def __init__(self, peer_cluster: _Optional[str] = ..., up: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class HealthReport(_message.Message):
-    __slots__ = ("probes",)
+    __slots__ = ("probes", "trusted_roots_sha256")
     PROBES_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_ROOTS_SHA256_FIELD_NUMBER: _ClassVar[int]
     probes: _containers.RepeatedCompositeFieldContainer[PeerProbe]
-    def __init__(self, probes: _Optional[_Iterable[_Union[PeerProbe, _Mapping]]] = ...) -> None: ...
+    trusted_roots_sha256: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, probes: _Optional[_Iterable[_Union[PeerProbe, _Mapping]]] = ..., trusted_roots_sha256: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReportHealthResponse(_message.Message):
     __slots__ = ("unknown_peers",)

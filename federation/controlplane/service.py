@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -72,6 +72,10 @@ class Trust(Protocol):
     async def bundle_pem(self) -> bytes: ...
 
     async def server_issuer_pem(self) -> bytes: ...
+
+    async def record_bundle_report(
+        self, cluster: str, roots_sha256: Sequence[str], now: datetime
+    ) -> None: ...
 
 
 def credentials(chain_pem: bytes, bundle_pem: bytes) -> pb.Credentials:
@@ -180,7 +184,12 @@ class ControlPlaneServicer(pbg.ControlPlaneServicer):
                 )
                 for i, p in enumerate(request.probes)
             ]
-            unknown = await record_probes(self.ctx.store, probes, self.ctx.now())
+            now = self.ctx.now()
+            unknown = await record_probes(self.ctx.store, probes, now)
+            if request.trusted_roots_sha256:
+                await self.ctx.trust.record_bundle_report(
+                    caller.cluster, list(request.trusted_roots_sha256), now
+                )
             return pb.ReportHealthResponse(unknown_peers=unknown)
         raise AssertionError("unreachable: boundary aborts")
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from federation.errors import ValidationError
 from federation.model import validation as v
-from federation.model.base import Record, _time
+from federation.model.base import Record, _time, _tuple_of
 
 ROLES = ("admin", "editor", "viewer")
 CA_KINDS = ("root", "intermediate")
@@ -136,7 +136,8 @@ class RootRotation(Record):
 
     The roots themselves are `CaMaterial` "root" (current) and "root-next" (next);
     this record holds the rest of `trust_bundle.rotation.RotationState`. Cluster
-    membership is the cluster records; bundle reports are not kept (not wired yet).
+    membership is the cluster records; what each cluster's gateway holds is its
+    `BundleReport` (federation.model.topology).
     """
 
     KIND: ClassVar[str] = "rotations"
@@ -146,6 +147,9 @@ class RootRotation(Record):
     stage_since: datetime
     sequence: int = 1  # the state machine's bundle sequence: +1 per bundle change it made
     refresh_hint_seconds: int = 300  # fixed at prepare: propagation waits 3 x this
+    # SHA-256 of every root a retire removed: `meshfed serve --root-ca` given the root
+    # the federation was installed with still starts after a rotation replaced it.
+    retired_roots_sha256: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         v.dns1123_label("name", self.name)
@@ -155,6 +159,10 @@ class RootRotation(Record):
             val = getattr(self, fname)
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValidationError(fname, f"must be a positive integer, got {val!r}")
+        retired = _tuple_of("retired_roots_sha256", self.retired_roots_sha256)
+        for i, fp in enumerate(retired):
+            _digest(f"retired_roots_sha256[{i}]", fp)
+        object.__setattr__(self, "retired_roots_sha256", retired)
 
     @property
     def key(self) -> str:

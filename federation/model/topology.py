@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,8 @@ from federation.model.base import (
     _time,
     _tuple_of,
 )
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # trust_bundle.certificate_fingerprint's format
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +176,14 @@ class Gateway(Record):
 
 @dataclass(frozen=True, slots=True)
 class TrustDomain(Record):
-    """A SPIFFE trust domain and the root certificates (PEM) that verify it."""
+    """A SPIFFE trust domain and the root certificates (PEM) that verify it.
+
+    `signing_root_sha256` is the SHA-256 fingerprint (hex) of the root that signs
+    new intermediates now: it moves at a rotation's activate, where the roots
+    themselves (and so `sequence`) do not change, and tells agents and gateways to
+    renew their SVIDs under the new root. "" in records written before it existed
+    and in bundles of other federations: unknown, nobody renews early.
+    """
 
     KIND: ClassVar[str] = "trustdomains"
 
@@ -181,6 +191,7 @@ class TrustDomain(Record):
     roots_pem: tuple[str, ...]
     sequence: int = 1
     refresh_hint_seconds: int = 300  # SPIFFE bundle spec leaves it to the issuer; 5 min
+    signing_root_sha256: str = ""
 
     def __post_init__(self) -> None:
         v.trust_domain("name", self.name)
@@ -195,7 +206,41 @@ class TrustDomain(Record):
             val = getattr(self, fname)
             if isinstance(val, bool) or not isinstance(val, int) or val < 0:
                 raise ValidationError(fname, f"must be a non-negative integer, got {val!r}")
+        fp = self.signing_root_sha256
+        if not isinstance(fp, str) or (fp and not _SHA256_HEX.fullmatch(fp)):
+            raise ValidationError(
+                "signing_root_sha256", f"{fp!r} is not a SHA-256 fingerprint (64 hex digits)"
+            )
 
     @property
     def key(self) -> str:
         return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class BundleReport(Record):
+    """The roots a cluster's gateway reported it verifies peers with (ReportHealth).
+
+    A root rotation's propagation is complete for a cluster once its report holds
+    every root the federation publishes (trust_bundle.rotation.report_bundle), so
+    activate need not wait 3 refresh hints. Written only when the set changes.
+    """
+
+    KIND: ClassVar[str] = "bundlereports"
+
+    cluster: str
+    roots_sha256: tuple[str, ...]
+    reported: datetime
+
+    def __post_init__(self) -> None:
+        v.dns1123_label("cluster", self.cluster)
+        roots = _tuple_of("roots_sha256", self.roots_sha256)
+        for i, fp in enumerate(roots):
+            if not isinstance(fp, str) or not _SHA256_HEX.fullmatch(fp):
+                raise ValidationError(f"roots_sha256[{i}]", f"{fp!r} is not a SHA-256 fingerprint")
+        object.__setattr__(self, "roots_sha256", tuple(sorted(set(roots))))
+        object.__setattr__(self, "reported", _time("reported", self.reported))
+
+    @property
+    def key(self) -> str:
+        return self.cluster

@@ -14,6 +14,9 @@ The rules, checked before `TrustService.ensure_root` runs:
   `KeyProtector`); `ensure_root` then issues the registry CA under it;
 - the store already holds this root (as the current or, during a rotation, the
   next root): nothing to do;
+- a rotation retired this root (the federation was installed with it and rotated
+  since): the store's root stands ("superseded"), so a registry pod started from
+  the install's `meshfed-root-ca` Secret still starts after a rotation;
 - the store holds another root: `RootMismatch`, naming both fingerprints. A root
   is never replaced silently: every SVID, bundle and mesh CA in the federation
   chains to the stored one (replacing it is a rotation, docs/trust.md).
@@ -34,7 +37,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.errors import AlreadyExists
 from federation.model import CaMaterial
-from federation.registry.rotation_view import NEXT_ROOT_CA, ROOT_CA, TrustFailure, pem_text
+from federation.registry.rotation_view import (
+    NEXT_ROOT_CA,
+    ROOT_CA,
+    ROTATION_RECORD,
+    TrustFailure,
+    pem_text,
+)
 from federation.store import Store
 from trust_bundle import CertificateAuthority, KeyHolder, KeyProtector, TrustError
 from trust_bundle.ca import check_key_matches, validate_root_ca
@@ -50,7 +59,7 @@ class RootMismatch(TrustFailure):
 
 @dataclass(frozen=True, slots=True)
 class AdoptResult:
-    action: str  # "imported" or "unchanged"
+    action: str  # "imported", "unchanged" or "superseded" (fingerprint: the store's root)
     fingerprint: str
 
 
@@ -127,6 +136,9 @@ async def adopt_root(
         upcoming = await _stored_root(store, NEXT_ROOT_CA)
         if upcoming == root.certificate:
             return AdoptResult("unchanged", given)
+        rotated = await store.rotations.find(ROTATION_RECORD)
+        if rotated is not None and given in rotated.record.retired_roots_sha256:
+            return AdoptResult("superseded", certificate_fingerprint(current))
         raise RootMismatch(
             f"--root-ca: the store already has federation root {certificate_fingerprint(current)} "
             f"(SHA-256), not the given {given}; refusing to replace it. Point --root-ca at "

@@ -21,7 +21,7 @@ from federation.errors import (
     NotFound,
     ValidationError,
 )
-from federation.model import CaMaterial, RootRotation, TrustDomain
+from federation.model import BundleReport, CaMaterial, RootRotation, TrustDomain
 from federation.registry import audit
 from federation.registry.rotation_view import (
     NEXT_ROOT_CA,
@@ -35,6 +35,7 @@ from federation.registry.rotation_view import (
     RotationSnapshot,
     RotationStatus,
     TrustFailure,
+    acknowledged,
     ca_certificate,
     ca_chain,
     human_duration,
@@ -91,6 +92,7 @@ class RotationSteps:
             m for m in await self._store.cas.list() if m.record.kind == "intermediate"
         )
         clusters = frozenset(c.record.name for c in await self._store.clusters.list())
+        reports = tuple(await self._store.bundle_reports.list())
         current = ca_certificate(root.record)
         if record is None:  # never rotated: stable since the root was made
             hints = [b.record.refresh_hint_seconds for b in bundles]
@@ -116,29 +118,39 @@ class RotationSteps:
             acks=(),
             stage_since=since,
         )
+        state = acknowledged(state, [r.record for r in reports])
         return RotationSnapshot(record, root, nxt, state, bundles, intermediates)
 
     async def rotation_status(self, now: datetime) -> RotationStatus:
         """Where the root rotation stands, what comes next and whether it may run now."""
         return status_of(await self._snapshot(), now, self.root_trust_domain)
 
-    def _record(self, state: rotation.RotationState, snap: RotationSnapshot) -> Put:
+    def _record(
+        self, state: rotation.RotationState, snap: RotationSnapshot, retired: str | None = None
+    ) -> Put:
+        before = () if snap.record is None else snap.record.record.retired_roots_sha256
         record = RootRotation(
             ROTATION_RECORD,
             state.stage.value,
             state.stage_since,
             state.sequence,
             state.refresh_hint,
+            before if retired is None else (*before, retired),
         )
         expect = ABSENT if snap.record is None else snap.record.revision
         return Put(storage_key(RootRotation.KIND, ROTATION_RECORD), encode(record), expect)
 
     @staticmethod
     def _bundle_ops(
-        snap: RotationSnapshot, add: x509.Certificate | None, remove: x509.Certificate | None
+        snap: RotationSnapshot,
+        add: x509.Certificate | None,
+        remove: x509.Certificate | None,
+        signing: x509.Certificate,
     ) -> list[Op]:
         """Add `add` to / remove `remove` from every bundle of the federation's roots
-        (sequence + 1 where the roots change; bundles of other roots are left alone)."""
+        and name `signing` as the root that signs now (sequence + 1 where the roots
+        change; bundles of other roots are left alone)."""
+        signing_fp = certificate_fingerprint(signing)
         ours = {certificate_fingerprint(c) for c in rotation.trusted_roots(snap.state)}
         add_fp = None if add is None else certificate_fingerprint(add)
         remove_fp = None if remove is None else certificate_fingerprint(remove)
@@ -158,9 +170,16 @@ class RotationSteps:
                 roots.append(pem_text([add]))
             if not roots:
                 raise RotationBlocked(f"refusing to empty the bundle of {td.name}")
-            if tuple(roots) == td.roots_pem:
+            changed = tuple(roots) != td.roots_pem
+            if not changed and td.signing_root_sha256 == signing_fp:
                 continue
-            updated = TrustDomain(td.name, tuple(roots), td.sequence + 1, td.refresh_hint_seconds)
+            updated = TrustDomain(
+                td.name,
+                tuple(roots),
+                td.sequence + 1 if changed else td.sequence,
+                td.refresh_hint_seconds,
+                signing_fp,
+            )
             ops.append(Put(storage_key(TrustDomain.KIND, td.name), encode(updated), held.revision))
         return ops
 
@@ -200,15 +219,15 @@ class RotationSteps:
         ops: list[Op] = [
             Put(storage_key(CaMaterial.KIND, NEXT_ROOT_CA), encode(material), ABSENT),
             self._record(state, snap),
-            *self._bundle_ops(snap, new_root.certificate, None),
+            *self._bundle_ops(snap, new_root.certificate, None, snap.state.current),
         ]
         fp = certificate_fingerprint(new_root.certificate)
         await self._commit(ops, "prepare", f"next root {fp}", actor, now)
         wait = state.refresh_hint * rotation.PROPAGATION_HINT_MULTIPLE
         return await self._result(
             "prepare",
-            f"next root {fp[:16]} added to every bundle; activate after {human_duration(wait)} "
-            "(3 x refresh hint), once every cluster holds both roots",
+            f"next root {fp[:16]} added to every bundle; activate once every cluster's "
+            f"gateway reports both roots, or after {human_duration(wait)} (3 x refresh hint)",
             now,
         )
 
@@ -232,13 +251,15 @@ class RotationSteps:
                 state = rotation.activate(state, now)
             except RotationRefused as exc:
                 raise RotationBlocked(
-                    f"{exc}; clusters do not report their bundle yet, so propagation "
-                    "completes after 3 x the refresh hint (force skips the wait)"
+                    f"{exc}; a cluster counts once its gateway reports holding both roots "
+                    "(within seconds of prepare), else after 3 x the refresh hint "
+                    "(force skips the wait)"
                 ) from None
             detail = "forced" if force else rotation.propagation_status(snap.state, now).reason
             await self._commit([self._record(state, snap)], "activate", detail, actor, now)
             snap = await self._snapshot()
         reissued = await self._reissue_intermediates(snap, now)
+        await self._announce_signing_root()
         return await self._result(
             "activate",
             f"signing with the next root; {reissued} intermediate(s) re-issued under it. "
@@ -246,6 +267,23 @@ class RotationSteps:
             "mesh CA files again (meshfed trust export --format istio|linkerd)",
             now,
         )
+
+    async def _announce_signing_root(self) -> None:
+        """Name the next root as the signing one in every bundle, after the
+        intermediates moved to it: agents and gateways renew their SVIDs when they
+        see it (federation.client.rotation), and must get new-root SVIDs when they do.
+        Idempotent; a second activate repeats it after an interrupted one."""
+        snap = await self._snapshot()
+        ops = self._bundle_ops(snap, None, None, rotation.signing_root(snap.state))
+        if not ops:
+            return
+        try:
+            await self._store.commit(ops)
+        except (Conflict, NotFound):
+            raise RotationBlocked(
+                "activate: the bundles changed meanwhile; run activate again so agents and "
+                "gateways learn the signing root"
+            ) from None
 
     async def _reissue_intermediates(self, snap: RotationSnapshot, now: datetime) -> int:
         """Each intermediate not yet under the next root, re-issued under it (same name
@@ -303,8 +341,8 @@ class RotationSteps:
         ops: list[Op] = [
             Put(storage_key(CaMaterial.KIND, ROOT_CA), encode(promoted), snap.root.revision),
             Delete(storage_key(CaMaterial.KIND, NEXT_ROOT_CA), snap.next.revision),
-            self._record(retired, snap),
-            *self._bundle_ops(snap, state.next, state.current),
+            self._record(retired, snap, certificate_fingerprint(state.current)),
+            *self._bundle_ops(snap, state.next, state.current, state.next),
         ]
         old_fp = certificate_fingerprint(state.current)
         await self._commit(
@@ -328,13 +366,31 @@ class RotationSteps:
         ops: list[Op] = [
             Delete(storage_key(CaMaterial.KIND, NEXT_ROOT_CA), snap.next.revision),
             self._record(state, snap),
-            *self._bundle_ops(snap, None, snap.state.next),
+            *self._bundle_ops(snap, None, snap.state.next, snap.state.current),
         ]
         fp = certificate_fingerprint(snap.state.next)
         await self._commit(ops, "abort", f"next root {fp}", actor, now)
         return await self._result(
             "abort", f"next root {fp[:16]} removed from every bundle; nothing was signed by it", now
         )
+
+    async def record_bundle_report(
+        self, cluster: str, roots_sha256: Sequence[str], now: datetime
+    ) -> None:
+        """Keep the roots `cluster`'s gateway verifies with (its evidence that a new
+        bundle arrived); written only when the set changes, so periodic reports cost
+        one read. A concurrent report of the same cluster wins."""
+        report = BundleReport(cluster, tuple(roots_sha256), now)
+        held = await self._store.bundle_reports.find(cluster)
+        if held is not None and held.record.roots_sha256 == report.roots_sha256:
+            return
+        try:
+            if held is None:
+                await self._store.bundle_reports.create(report)
+            else:
+                await self._store.bundle_reports.update(report, held.revision)
+        except (AlreadyExists, Conflict):
+            return
 
     async def rotation_step(
         self, action: str, now: datetime, *, force: bool = False, actor: str = "registry"

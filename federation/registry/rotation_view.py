@@ -10,6 +10,7 @@ data out, and trust.py stays about issuing and storing certificates.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from federation.errors import (
     FederationError,
 )
-from federation.model import CaMaterial, RootRotation, TrustDomain
+from federation.model import BundleReport, CaMaterial, RootRotation, TrustDomain
 from federation.store.typed import Versioned
 from trust_bundle import (
     TrustError,
@@ -107,10 +108,10 @@ class PropagationInfo:
     reason: str
     waited_seconds: int
     required_seconds: int
-    pending: tuple[str, ...]  # clusters that have not reported the new bundle
-    # Clusters do not report the bundle sequence they hold yet (no RPC carries it),
-    # so propagation completes on time (3 x refresh hint) only.
-    reports_wired: bool = False
+    # Clusters whose gateway has not reported holding every published root
+    # (ReportHealth, `acknowledged`): propagation completes when none is left, or on
+    # time (3 x refresh hint), e.g. for a cluster without a gateway.
+    pending: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,8 +274,8 @@ def status_of(snap: RotationSnapshot, now: datetime, root_trust_domain: str) -> 
                 "propagation complete",
                 prop.complete,
                 f"{prop.reason}; {human_duration(waited)} of "
-                f"{human_duration(prop.required_wait.total_seconds())} waited ({percent:.0f}%); "
-                "cluster bundle reports are not wired",
+                f"{human_duration(prop.required_wait.total_seconds())} waited ({percent:.0f}%)"
+                + (f"; not reported by {', '.join(sorted(prop.pending))}" if prop.pending else ""),
             )
         )
     if state.stage is rotation.Stage.ACTIVE:
@@ -315,3 +316,16 @@ def status_of(snap: RotationSnapshot, now: datetime, root_trust_domain: str) -> 
         intermediates=tuple(intermediates),
         checks=tuple(checks),
     )
+
+
+def acknowledged(
+    state: rotation.RotationState, reports: Iterable[BundleReport]
+) -> rotation.RotationState:
+    """`state` with an ack for every member cluster whose gateway last reported holding
+    every root the federation publishes now (a report from before `prepare` cannot
+    hold the next root, so it never counts for the rotation in progress)."""
+    wanted = {certificate_fingerprint(c) for c in rotation.trusted_roots(state)}
+    for report in reports:
+        if report.cluster in state.clusters and wanted <= set(report.roots_sha256):
+            state = rotation.report_bundle(state, report.cluster, state.sequence, report.reported)
+    return state

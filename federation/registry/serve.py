@@ -153,7 +153,11 @@ async def serve(config: ServeConfig, say: Callable[[str], None] = print) -> int:
     try:
         if root is not None:  # before bootstrap, so ensure_root finds it and keeps it
             adopted = await adopt_root(registry.store, protector, root)
-            say(f"federation root {adopted.fingerprint}: {adopted.action} (--root-ca)")
+            if adopted.action == "superseded":
+                say(f"federation root {adopted.fingerprint}: kept; --root-ca's root was "
+                    "retired by a rotation")  # fmt: skip
+            else:
+                say(f"federation root {adopted.fingerprint}: {adopted.action} (--root-ca)")
         token_path = await bootstrap(registry, config.data_dir, started)
         if token_path is not None:
             say(f"admin token: {token_path}")

@@ -70,6 +70,7 @@ from trust_bundle.exports import istio_cacerts, linkerd_identity
 from trust_bundle.spiffe_bundle import (
     DEFAULT_REFRESH_HINT,
     bundle_document,
+    certificate_fingerprint,
 )
 from trust_bundle.svid import DEFAULT_SVID_LIFETIME
 
@@ -196,16 +197,17 @@ class TrustService(RotationSteps):
             current = await self._store.trust_domains.find(name)
             try:
                 if current is None:
+                    signing = certificate_fingerprint((await self._signing_ca()).certificate)
                     await self._store.trust_domains.create(
-                        TrustDomain(name, roots, 1, DEFAULT_REFRESH_HINT)
+                        TrustDomain(name, roots, 1, DEFAULT_REFRESH_HINT, signing)
                     )
                     return
                 held = current.record
                 missing = tuple(r for r in roots if r not in held.roots_pem)
                 if not missing:
                     return
-                updated = TrustDomain(
-                    name, held.roots_pem + missing, held.sequence + 1, held.refresh_hint_seconds
+                updated = dataclasses.replace(
+                    held, roots_pem=held.roots_pem + missing, sequence=held.sequence + 1
                 )
                 await self._store.trust_domains.update(updated, current.revision)
                 return

@@ -21,6 +21,7 @@ from federation.model import (
     KIND_BY_NAME,
     ApiToken,
     AuditEvent,
+    BundleReport,
     CaMaterial,
     Cluster,
     Endpoint,
@@ -199,6 +200,7 @@ class Store:
         self.cas = Collection(backend, CaMaterial)
         self.events = Collection(backend, AuditEvent)
         self.rotations = Collection(backend, RootRotation)
+        self.bundle_reports = Collection(backend, BundleReport)
 
     async def replace_endpoints(
         self,

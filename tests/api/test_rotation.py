@@ -263,12 +263,12 @@ def test_rotation_walks_every_stage_with_live_mtls(reg: Clocked) -> None:
     assert roots_prepared.count("BEGIN CERTIFICATE") == 2
     refused(rotate(admin, "prepare"), "prepare needs stage stable, is propagating")
 
-    # propagate: activate is refused until 3 x refresh hint (cluster reports not wired)
+    # propagate: no gateway reports here, so activate is refused until 3 x refresh hint
     refused(rotate(admin, "activate"), "propagation incomplete")
     refused(rotate(admin, "retire"), "retire needs stage active, is propagating")
     status = viewer.get("/api/v1/trust/rotation").json()
     assert status["propagation"]["required_seconds"] == 900
-    assert status["propagation"]["reports_wired"] is False
+    assert status["propagation"]["pending"] == ["east", "west"]
     assert not status["ready"] and not check(status, "propagation complete")
     old_ctx = context(reg, east_old, roots_prepared, server=False)
     server.context = context(reg, west_old, roots_prepared, server=True)

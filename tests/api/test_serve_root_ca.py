@@ -137,3 +137,32 @@ def test_serve_refuses_a_root_ca_dir_that_holds_no_usable_root(tmp_path: Path) -
     proc, _ = serve(tmp_path / "data", missing)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1 and str(missing / "root.pem") in out, out
+
+
+def test_serve_with_the_install_root_still_starts_after_a_rotation(tmp_path: Path) -> None:
+    """A registry pod restarted from the install's `meshfed-root-ca` Secret after the
+    federation root was rotated keeps the store's (new) root instead of refusing."""
+    trust = tmp_path / "trust"
+    trustdir.ensure(trust, "meshfed-system", datetime.now(UTC))
+    installed = x509.load_pem_x509_certificate((trust / "root.pem").read_bytes())
+    data = tmp_path / "data"
+    proc, base = serve(data, trust)
+    try:
+        wait_ready(proc, base)
+        admin = {"Authorization": f"Bearer {(data / 'admin.token').read_text().strip()}"}
+        for action in ("prepare", "activate", "retire"):
+            r = httpx.post(f"{base}/api/v1/trust/rotation", headers=admin, timeout=30,
+                           json={"action": action, "force": True})  # fmt: skip
+            assert r.status_code == 200, r.text
+        rotated = served_root(base)
+        assert rotated != installed
+    finally:
+        stop(proc)
+
+    proc, base = serve(data, trust)
+    try:
+        wait_ready(proc, base)
+        assert served_root(base) == rotated  # the rotation stands; nothing was replaced
+    finally:
+        out = stop(proc)
+    assert f"federation root {certificate_fingerprint(rotated)}: kept" in out, out

@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import pytest
 from cryptography import x509
 
+from federation.client import ControlPlaneClient, WatchView, join
+from federation.client.rotation import fingerprints, rotation_renewal
 from federation.controlplane.server import start
 from federation.controlplane.settings import Settings
+from federation.errors import FederationError, ValidationError
 
 if TYPE_CHECKING:
     from tests.controlplane.conftest import Federation
@@ -83,3 +87,100 @@ async def test_server_certificate_follows_prepare_and_activate(fed: Federation) 
         await wait_for(under_new_root)  # a client holding only the new root accepts it
     finally:
         await plane.stop(0)
+
+
+async def _next_view(
+    follow: AsyncGenerator[WatchView, None], want: Callable[[WatchView], bool]
+) -> WatchView:
+    async def scan() -> WatchView:
+        async for view in follow:
+            if want(view):
+                return view
+        raise AssertionError("follow ended")
+
+    return await asyncio.wait_for(scan(), 10)
+
+
+def _signing(view: WatchView, trust_domain: str) -> str:
+    return view.items.bundles[trust_domain].signing_root_sha256
+
+
+async def test_client_follows_every_stage_over_the_watch(fed: Federation) -> None:
+    """A gateway that reports its roots lets activate run without force or waiting;
+    the Watch tells it to trust the next root (prepare), to renew under it
+    (activate), and to drop the old one (retire), with no restart and no rejoin."""
+    plane = await start(fed.store, fed.trust, "127.0.0.1:0", now=fed.clock,
+                        settings=Settings(trust_check=0.2))  # fmt: skip
+    identity = await join(
+        plane.join_address, await fed.token("east"), cluster="east", component="gateway",
+        trust_domain="east.meshfed.test", ca_pem=await fed.bundle(),
+    )  # fmt: skip
+    gw = ControlPlaneClient(plane.address, identity)
+    follow = gw.follow()
+    try:
+        await _walk_the_rotation(fed, gw, follow)
+    finally:
+        await follow.aclose()
+        await gw.close()
+        await plane.stop(0)
+
+
+async def _walk_the_rotation(
+    fed: Federation, gw: ControlPlaneClient, follow: AsyncGenerator[WatchView, None]
+) -> None:
+    td = "east.meshfed.test"
+    old_fp = fingerprints(gw.identity.bundle_pem)
+    view = await _next_view(follow, lambda v: td in v.items.bundles)
+    assert (_signing(view, td),) == old_fp  # the one root signs
+    assert gw.adopt_bundles(view.items.bundles) is None  # nothing to do in a stable state
+
+    await fed.trust.rotation_prepare(fed.clock())
+    status = await fed.trust.rotation_status(fed.clock())
+    assert not status.propagation.complete and "east" in status.propagation.pending
+    view = await _next_view(follow, lambda v: len(v.items.bundles[td].roots_pem) == 2)
+    assert gw.adopt_bundles(view.items.bundles) is None  # trust both; nobody signs with next yet
+    both = fingerprints(gw.identity.bundle_pem)
+    assert len(both) == 2 and set(old_fp) < set(both)
+    for cluster in ("west", "north"):  # their gateways report too (they hold the bundle)
+        await fed.trust.record_bundle_report(cluster, both, fed.clock())
+    await gw.report_health([], trusted_roots=both[:1])  # only the old root: no ack
+    status = await fed.trust.rotation_status(fed.clock())
+    assert status.propagation.pending == ("east",)
+    await gw.report_health([], trusted_roots=both)
+    status = await fed.trust.rotation_status(fed.clock())
+    assert status.propagation.complete and status.propagation.reason == "every cluster reported"
+    assert status.ready and status.next_action == "activate"
+
+    await fed.trust.rotation_activate(fed.clock())  # no force: the reports suffice
+    (new_fp,) = set(both) - set(old_fp)
+    view = await _next_view(follow, lambda v: _signing(v, td) == new_fp)
+    reason = gw.adopt_bundles(view.items.bundles)
+    assert reason is not None and reason.startswith("root rotation")
+    renewed = await gw.renew()
+    assert rotation_renewal(renewed, view.items.bundles) is None  # under the new root now
+    assert gw.adopt_bundles(view.items.bundles) is None
+
+    await fed.trust.rotation_retire(fed.clock(), force=True)
+    view = await _next_view(follow, lambda v: len(v.items.bundles[td].roots_pem) == 1)
+    assert gw.adopt_bundles(view.items.bundles) is None
+    assert fingerprints(gw.identity.bundle_pem) == (new_fp,)
+
+    async def registry_verifies_under_new_root() -> bool:  # a fresh channel, new root only
+        try:
+            await gw.report_health([], trusted_roots=(new_fp,))
+        except FederationError:
+            return False
+        return True
+
+    await wait_for(registry_verifies_under_new_root)
+    await gw.renew()  # and the registry accepts the renewed SVID
+    report = await fed.store.bundle_reports.get("east")
+    assert report.record.roots_sha256 == (new_fp,)
+
+
+async def test_a_bad_roots_report_is_refused_with_the_field_named(fed: Federation) -> None:
+    gw = await fed.join_client("east", "gateway")
+    with pytest.raises(ValidationError) as err:  # INVALID_ARGUMENT, translated by the client
+        await gw.report_health([], trusted_roots=("not-a-fingerprint",))
+    assert err.value.field == "roots_sha256[0]" and "not a SHA-256" in str(err.value)
+    assert await fed.store.bundle_reports.find("east") is None  # nothing stored
