@@ -16,15 +16,15 @@ requests the agent's source and sink make to the fake API server):
 - leader election: the Lease `meshfed-agent-<cluster>` in the install namespace
   (`LEASE_RULES`, a Role there: get, create, update; `discovery_sync/kube/lease.py`).
 
-Only the Lease holder writes, so a rolling update (a new pod next to the old one)
-is safe. One replica by default: each replica spends its own single-use join token
-(docs/kubernetes.md, "Known limitations").
+Only the Lease holder writes, so two replicas (a warm standby that takes over
+within the Lease duration) and a rolling update (a new pod next to the old ones)
+are safe; both replicas join with the cluster's reusable join token.
 """
 
 from __future__ import annotations
 
 from importlib import resources as importlib_resources
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -49,6 +49,8 @@ from federation.install.common import (
     tmp_volume,
 )
 
+# A leader and a warm standby (client-go leader election's usual HA shape).
+AGENT_REPLICAS: Final = 2
 NAME = "meshfed-agent"
 DNS_SERVICE = "meshfed-dns"
 MCS = "multicluster.x-k8s.io"
@@ -202,7 +204,7 @@ def render(opts: Options) -> list[Obj]:
         "Deployment",
         meta(NAME, lbls, ns),
         spec={
-            "replicas": 1,
+            "replicas": AGENT_REPLICAS,
             "revisionHistoryLimit": 5,
             # The new pod starts next to the old one; the Lease keeps one writer.
             "strategy": {
