@@ -19,6 +19,7 @@ from federation.errors import AlreadyExists, Conflict, NotFound, StoreError, Val
 from federation.model import (
     ApiToken,
     AuditEvent,
+    BundleReport,
     Cluster,
     Endpoint,
     Gateway,
@@ -182,7 +183,8 @@ class Registry:
     async def delete_cluster(
         self, name: str, revision: int | None, actor: str, now: datetime
     ) -> None:
-        """Delete the cluster with its links, gateway, exports and endpoints."""
+        """Delete the cluster with its links, gateway, exports, endpoints, join tokens and
+        bundle report; then its CA."""
         current = await self.store.clusters.get(name)
         ops: list[Op] = [
             delete_op(Cluster.KIND, name, revision if revision is not None else current.revision)
@@ -198,6 +200,12 @@ class Registry:
         for ep in await self.store.endpoints.list():
             if ep.record.cluster == name:
                 ops.append(delete_op(Endpoint.KIND, ep.record.key, ep.revision))
+        # Unconditional and gone-is-fine: a join racing the delete (a reusable token's
+        # redemption counted, a token revoked, a gateway's report) must not fail it.
+        for token in await self.store.join_tokens.list():
+            if token.record.cluster == name:
+                ops.append(replace(delete_op(JoinToken.KIND, token.record.key), must_exist=False))
+        ops.append(replace(delete_op(BundleReport.KIND, name), must_exist=False))
         await self._commit(ops, actor, "delete", Cluster.KIND, name, now)
         await self.trust.remove_cluster_ca(name)
 

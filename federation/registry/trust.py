@@ -6,7 +6,8 @@ the same trust operations on the same store. This is the thin shell between
 them and `trust_bundle` (all crypto lives there): it reads and writes
 `CaMaterial`, `TrustDomain` and `JoinToken` records, keeps CA private keys
 sealed by a `KeyProtector` at rest, and turns `trust_bundle`'s errors into
-`federation.errors` once. Time is always a parameter.
+`federation.errors` once. Time is always a parameter. Two mixins keep it a few
+hundred lines: `JoinTokens` (join_tokens.py) and `RotationSteps` (rotation_steps.py).
 
 Several `meshfed serve` processes may share one store, so everything that
 creates shared records (the root, the registry CA, trust domain records, join
@@ -16,14 +17,9 @@ compare-and-swap, never by a local lock.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import hashlib
-import hmac
 import ipaddress
-import random
-import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,12 +30,15 @@ from cryptography.hazmat.primitives import serialization
 from federation.errors import (
     AlreadyExists,
     Conflict,
-    InvalidToken,
     NotFound,
     PermissionDenied,
     ValidationError,
 )
-from federation.model import CaMaterial, Cluster, JoinToken, TrustDomain
+from federation.install.trustdir import STORE_TRUST_DOMAIN
+from federation.model import CaMaterial, Cluster, TrustDomain
+from federation.registry.join_tokens import JoinTokens
+from federation.registry.join_tokens import digest as digest
+from federation.registry.join_tokens import split_token as split_token
 from federation.registry.rotation_steps import RotationSteps
 from federation.registry.rotation_view import (
     NEXT_ROOT_CA,
@@ -50,7 +49,7 @@ from federation.registry.rotation_view import (
     trust_domain_of,
 )
 from federation.registry.server_cert import issue_server_svid
-from federation.store import Store, Versioned
+from federation.store import Store
 from trust_bundle import (
     CertificateAuthority,
     Entitlement,
@@ -77,38 +76,17 @@ from trust_bundle.svid import DEFAULT_SVID_LIFETIME
 # CaMaterial names that are not clusters; a cluster may not take one of these names.
 RESERVED_NAMES = frozenset({ROOT_CA, NEXT_ROOT_CA, REGISTRY_CA})
 DEFAULT_ROOT_TRUST_DOMAIN = "meshfed.local"
+# Trust domains the registry issues for itself besides its root trust domain: the
+# store CA's (`meshfed install --store etcd`), whose leaves etcd accepts as clients.
+RESERVED_TRUST_DOMAINS = frozenset({STORE_TRUST_DOMAIN})
 COMPONENTS = ("agent", "gateway")
 EXPORT_FORMATS = ("istio", "linkerd")
-# Join token shape "<id>.<secret>": an 8-byte id (16 hex chars, within the model's
-# [a-z0-9]{6,32}) and a 32-byte secret, 256 bits as RFC 4086 section 8 suggests
-# for keys; kubeadm's bootstrap tokens use the same "<id>.<secret>" split.
-TOKEN_ID_BYTES = 8
-TOKEN_SECRET_BYTES = 32
 # CAS retries for trust domain records: each retry means another replica wrote
 # in between, so a handful is plenty.
 CAS_ATTEMPTS = 8
-# A reusable join token counts every redemption with compare-and-swap: a gateway
-# Deployment scaling up redeems it from many replicas at once, and every lost race
-# is another replica counted, so retry more often than for the rare record writes,
-# with a short random pause (at most REDEEM_BACKOFF x attempt seconds) in between.
-REDEEM_CAS_ATTEMPTS = 32
-REDEEM_BACKOFF = 0.005
 
 
-def digest(secret: str) -> str:
-    """SHA-256 hex of a token secret: what the store keeps instead of the secret."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def split_token(token: str) -> tuple[str, str]:
-    """`<id>.<secret>` -> (id, secret); InvalidToken if malformed."""
-    token_id, sep, secret = token.partition(".")
-    if not sep or not token_id or not secret:
-        raise InvalidToken("malformed token (expected <id>.<secret>)")
-    return token_id, secret
-
-
-class TrustService(RotationSteps):
+class TrustService(JoinTokens, RotationSteps):
     """Trust operations over the store; CA keys are sealed by `protector` at rest."""
 
     def __init__(
@@ -236,6 +214,10 @@ class TrustService(RotationSteps):
             raise ValidationError(
                 "trust_domain", f"{cluster.trust_domain!r} is the registry's own trust domain"
             )
+        if cluster.trust_domain in RESERVED_TRUST_DOMAINS:
+            raise ValidationError(
+                "trust_domain", f"{cluster.trust_domain!r} is reserved by the registry"
+            )
 
     async def issue_cluster_ca(self, cluster: Cluster, now: datetime) -> None:
         """Issue (or re-issue) the intermediate CA of `cluster`'s trust domain, under the
@@ -255,112 +237,6 @@ class TrustService(RotationSteps):
             return
         with contextlib.suppress(NotFound):
             await self._store.cas.delete(cluster)
-
-    def mint_join_token(
-        self, cluster: str, ttl: timedelta, now: datetime, *, reusable: bool = False
-    ) -> tuple[JoinToken, str]:
-        """A new token record and its `<id>.<secret>` (not stored: the caller commits it,
-        with its audit event); only sha256(secret) is in the record."""
-        if ttl <= timedelta(0):
-            raise ValidationError("ttl", "must be positive")
-        secret = secrets.token_urlsafe(TOKEN_SECRET_BYTES)
-        token_id = secrets.token_hex(TOKEN_ID_BYTES)
-        record = JoinToken(
-            id=token_id,
-            cluster=cluster,
-            secret_sha256=digest(secret),
-            expires=now + ttl,
-            reusable=reusable,
-        )
-        return record, f"{token_id}.{secret}"
-
-    async def create_join_token(
-        self, cluster: str, ttl: timedelta, now: datetime, *, reusable: bool = False
-    ) -> str:
-        """Store a new `<id>.<secret>` for `cluster` (single use unless `reusable`)."""
-        await self._store.clusters.get(cluster)
-        record, token = self.mint_join_token(cluster, ttl, now, reusable=reusable)
-        await self._store.join_tokens.create(record)
-        return token
-
-    async def redeem_join_token(self, token: str, now: datetime) -> str:
-        """Redeem a join token; returns its cluster. InvalidToken for any refusal.
-
-        A single-use token is spent (the one compare-and-swap winner joins); a
-        reusable one stays valid and counts the redemption in `uses`, retrying
-        lost compare-and-swaps so concurrent joins are all counted.
-        """
-        token_id, secret = split_token(token)
-        for attempt in range(REDEEM_CAS_ATTEMPTS):
-            try:
-                held = await self._store.join_tokens.get(token_id)
-            except NotFound:
-                raise InvalidToken("unknown join token") from None
-            except ValidationError:
-                raise InvalidToken("malformed join token") from None
-            record = held.record
-            if not hmac.compare_digest(record.secret_sha256, digest(secret)):
-                raise InvalidToken("unknown join token")
-            if record.used:
-                raise InvalidToken("join token already used")
-            if now >= record.expires:
-                raise InvalidToken("join token expired")
-            if not await self._minted_for_current(held):
-                raise InvalidToken("unknown join token")
-            if record.reusable:
-                counted = dataclasses.replace(record, uses=record.uses + 1)
-            else:
-                counted = dataclasses.replace(record, used=True, uses=1)
-            try:
-                await self._store.join_tokens.update(counted, held.revision)
-            except NotFound:  # revoked (or spent and deleted) in between
-                raise InvalidToken("unknown join token") from None
-            except Conflict:
-                if not record.reusable:
-                    raise InvalidToken("join token already used") from None
-                # Another join counted first: read the new count and add ours. A
-                # random pause keeps a crowd of replicas from colliding in lockstep.
-                await asyncio.sleep(random.uniform(0, REDEEM_BACKOFF * (attempt + 1)))
-                continue
-            return record.cluster
-        raise Conflict(f"jointokens/{token_id}", -1, None)
-
-    async def _minted_for_current(self, held: Versioned[JoinToken]) -> bool:
-        """Whether the token's cluster exists and is the one it was minted for: a token
-        outlives neither its cluster nor joins a new cluster of the same name."""
-        cluster = await self._store.clusters.find(held.record.cluster)
-        return cluster is not None and cluster.create_revision < held.create_revision
-
-    async def join_token(self, cluster: str, token_id: str) -> Versioned[JoinToken]:
-        """`cluster`'s token `token_id`; NotFound if unknown, malformed or another's."""
-        try:
-            held = await self._store.join_tokens.find(token_id)
-        except ValidationError:
-            held = None
-        if held is None or held.record.cluster != cluster:
-            raise NotFound(f"jointokens/{token_id}")
-        return held
-
-    async def list_join_tokens(self, cluster: str) -> list[JoinToken]:
-        """`cluster`'s join tokens, by id; NotFound if there is no such cluster. Tokens
-        of an earlier cluster of the same name (they no longer join) are left out."""
-        created = (await self._store.clusters.get(cluster)).create_revision
-        return [
-            v.record
-            for v in await self._store.join_tokens.list()
-            if v.record.cluster == cluster and v.create_revision > created
-        ]
-
-    async def revoke_join_token(self, cluster: str, token_id: str) -> None:
-        """Delete `cluster`'s token `token_id` (a redemption racing it may still win)."""
-        for _ in range(CAS_ATTEMPTS):
-            held = await self.join_token(cluster, token_id)
-            try:
-                await self._store.join_tokens.delete(token_id, held.revision)
-                return
-            except Conflict:  # redeemed in between: read it again
-                continue
-        raise Conflict(f"jointokens/{token_id}", -1, None)
 
     async def sign_component_csr(
         self,

@@ -145,6 +145,19 @@ def test_reserved_names_and_trust_domain_are_refused(api: Api) -> None:
         assert body["field"] == "trust_domain"
 
 
+def test_the_store_certificates_trust_domain_is_refused(api: Api) -> None:
+    # `meshfed install --store etcd` issues etcd's certificates in store.meshfed.local.
+    with api.as_role("editor") as c:
+        body = assert_problem(
+            c.post("/api/v1/clusters", json=cluster_body("st", trust_domain="store.meshfed.local")),
+            422,
+            "Invalid",
+        )
+        assert body["field"] == "trust_domain"
+        assert "reserved" in body["detail"]
+        assert_problem(c.get("/api/v1/clusters/st"), 404, "NotFound")
+
+
 def test_unknown_things_are_404_problems(api: Api) -> None:
     with api.as_role("viewer") as c:
         assert_problem(c.get("/api/v1/clusters/nope"), 404, "NotFound")

@@ -206,7 +206,11 @@ async def test_a_token_outlives_neither_its_cluster_nor_joins_a_new_one_of_that_
     registry = Registry(store, trust, TokenService(store))
     token, _ = await registry.create_join_token("west", HOUR, "ops", NOW, reusable=True)
     assert await trust.redeem_join_token(token, NOW) == "west"
+    old = await held(store, token)
     await registry.delete_cluster("west", None, "ops", NOW)
+    # delete_cluster deletes the cluster's tokens; one left behind (an older registry's,
+    # or one minted while the delete ran) still joins nothing.
+    await store.join_tokens.create(old)
     with pytest.raises(InvalidToken, match=r"^unknown join token$"):
         await trust.redeem_join_token(token, NOW)
     await registry.create_cluster(Cluster("west", "r", "z", "west.example"), "ops", NOW)
@@ -217,3 +221,28 @@ async def test_a_token_outlives_neither_its_cluster_nor_joins_a_new_one_of_that_
     assert await trust.redeem_join_token(fresh, NOW) == "west"
     assert [t.id for t in await registry.list_join_tokens("west")] == [fresh.split(".")[0]]
     assert (await held(store, token)).uses == 1  # refused joins were not counted
+
+
+async def test_deleting_a_cluster_deletes_its_join_tokens_and_bundle_report(
+    store: Store, trust: TrustService
+) -> None:
+    registry = Registry(store, trust, TokenService(store))
+    west = [
+        (await registry.create_join_token("west", HOUR, "ops", NOW, reusable=reusable))[0]
+        for reusable in (False, True, True)
+    ]
+    assert await trust.redeem_join_token(west[1], NOW) == "west"  # counted: a new revision
+    east, _ = await registry.create_join_token("east", HOUR, "ops", NOW)
+    for cluster in ("west", "east"):
+        await trust.record_bundle_report(cluster, ["a" * 64], NOW)
+    await registry.delete_cluster("west", None, "ops", NOW)
+    assert [v.record.id for v in await store.join_tokens.list()] == [east.split(".")[0]]
+    assert await store.bundle_reports.find("west") is None
+    assert await store.bundle_reports.find("east") is not None
+    # Neither a report nor a token is needed: "gone already" does not fail the delete.
+    await store.bundle_reports.delete("east")
+    await trust.revoke_join_token("east", east.split(".")[0])
+    await registry.delete_cluster("east", None, "ops", NOW)
+    assert await store.clusters.list() == []
+    assert await store.join_tokens.list() == []
+    assert await store.bundle_reports.list() == []
