@@ -2,44 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from tests.api.conftest import cluster_body
-from tests.servers.ports import free_port, grpc_port_pair
+from tests.servers.ports import clean_env, serve_argv, serve_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_meshfed_serve_first_start_topology_and_sigterm(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    grpc_port = grpc_port_pair()
-    api_port = free_port()
-    while api_port in (grpc_port, grpc_port + 1):
-        api_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFED_")}
+    api_port, grpc_port = serve_ports()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from federation.cli import main; sys.exit(main())",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--api",
-            f"127.0.0.1:{api_port}",
-            "--grpc",
-            f"127.0.0.1:{grpc_port}",
-        ],
+        serve_argv(data_dir, api_port, grpc_port),
         cwd=ROOT,
-        env=env,
+        env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

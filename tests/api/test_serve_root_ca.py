@@ -5,10 +5,8 @@ store holding another root makes serve refuse to start, naming both fingerprints
 from __future__ import annotations
 
 import base64
-import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,35 +16,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from federation.install import trustdir
-from tests.servers.ports import free_port, grpc_port_pair
+from tests.servers.ports import clean_env, serve_argv, serve_ports
 from trust_bundle.spiffe_bundle import certificate_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def serve(data_dir: Path, root_ca: Path) -> tuple[subprocess.Popen[str], str]:
-    grpc_port = grpc_port_pair()
-    api_port = free_port()
-    while api_port in (grpc_port, grpc_port + 1):
-        api_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFED_")}
+    api_port, grpc_port = serve_ports()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from federation.cli import main; sys.exit(main())",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--api",
-            f"127.0.0.1:{api_port}",
-            "--grpc",
-            f"127.0.0.1:{grpc_port}",
-            "--root-ca",
-            str(root_ca),
-        ],
+        serve_argv(data_dir, api_port, grpc_port, "--root-ca", str(root_ca)),
         cwd=ROOT,
-        env=env,
+        env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -6,7 +6,10 @@ that starts it must reserve both, and keep its API port off P+1.
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -36,3 +39,15 @@ def serve_ports() -> tuple[int, int]:
     while api in (grpc, grpc + 1):
         api = free_port()
     return api, grpc
+
+
+def serve_argv(data_dir: Path, api: int, grpc: int, *extra: str) -> list[str]:
+    """`meshfed serve` on loopback as a child process's argv (run it with cwd = the repo
+    and `clean_env()`), the data dir and ports given, plus `extra` flags."""
+    return [sys.executable, "-m", "federation.cli", "serve", "--data-dir", str(data_dir),
+            "--api", f"127.0.0.1:{api}", "--grpc", f"127.0.0.1:{grpc}", *extra]  # fmt: skip
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without MESHFED_* (a developer's own settings)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MESHFED_")}

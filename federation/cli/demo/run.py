@@ -152,7 +152,8 @@ class Demo:
             self.echo_servers.append(await start_echo(c.name, c.ip, topo.ECHO_PORT))
         agent_argv = ["agent", *self.common(c, await self.join_token(client, c.name)),
                       "--static", str(static), "--imports-file", str(home / "imports.yaml"),
-                      "--egress-address", c.ip, "--dns", f"{c.ip}:{topo.DNS_PORT}"]  # fmt: skip
+                      "--egress-address", c.ip, "--dns", f"{c.ip}:{topo.DNS_PORT}",
+                      "--admin-address", c.agent_admin]  # fmt: skip
         self.children.start(f"agent-{c.name}", agent_argv)
         gateway_argv = ["gateway", *self.common(c, await self.join_token(client, c.name)),
                         "--state-dir", str(home / "gateway"), "--egress-address", c.ip,

@@ -16,6 +16,7 @@ ECHO_PORT = 9000  # the echo backend's target port
 GATEWAY_PORT = 15443  # Istio's east-west port
 ADMIN_PORT = 15021  # Istio's gateway status port
 DNS_PORT = 5353  # unprivileged; a real cluster's CoreDNS forwards clusterset.local here
+AGENT_ADMIN_PORT = 9474  # `meshfed agent --admin-address` default port (docs/discovery.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,12 @@ class DemoCluster:
     @property
     def admin(self) -> str:
         return f"{self.ip}:{ADMIN_PORT}"
+
+    @property
+    def agent_admin(self) -> str:
+        """The agent's /healthz, /readyz, /metrics: each cluster on its own loopback
+        address, so the three agents do not share the default 0.0.0.0:9474."""
+        return f"{self.ip}:{AGENT_ADMIN_PORT}"
 
     @property
     def egress(self) -> tuple[str, int]:
