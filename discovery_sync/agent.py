@@ -420,7 +420,6 @@ class Agent:
                 reason = "half lifetime"
             try:
                 renewed = await registry.renew()
-                backoff.reset()
             except (RegistryError, FederationError) as err:
                 delay = backoff.next()
                 log.warning("SVID renewal failed (%s); retrying in %.1fs", err, delay)
@@ -428,8 +427,9 @@ class Agent:
                 continue
             self.renewals += 1
             log.info("SVID renewed (%s), valid until %s", reason, renewed.not_after)
-            if rotation_renewal(renewed, self.watch_view.items.bundles) is not None:
-                # signed before the registry re-issued our intermediate: again soon
+            if rotation_renewal(renewed, self.watch_view.items.bundles) is None:
+                backoff.reset()
+            else:  # signed before the registry re-issued our intermediate: back off, retry
                 await asyncio.sleep(backoff.next())
 
 

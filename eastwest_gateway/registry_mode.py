@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -104,6 +106,14 @@ class RegistryOptions:
         return f"{host}:{int(port) + 1}"
 
 
+def instance_name(hostname: str) -> str:
+    """This replica's name in health reports: the host (pod) name as a lowercase DNS
+    name, or "" when it is not one (the registry then counts one unnamed replica)."""
+    name = hostname.lower().rstrip(".")
+    label = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"  # RFC 1123
+    return name if len(name) <= 253 and re.fullmatch(rf"{label}(\.{label})*", name) else ""
+
+
 def load_local(options: RegistryOptions, state_dir: Path) -> LocalConfig:
     """The local ingress routes and locality (ConfigError naming the field)."""
     tls = tls_files(state_dir)
@@ -157,6 +167,7 @@ class RegistryGateway:
         self._renew_wake = asyncio.Event()
         self.reported: dict[str, bool] = {}
         self.reported_roots: tuple[str, ...] = ()
+        self.instance = instance_name(socket.gethostname())  # the pod name in Kubernetes
         self.unknown_peers: tuple[str, ...] = ()
         self._tasks: list[asyncio.Task[None]] = []
         self._failed: BaseException | None = None
@@ -268,6 +279,7 @@ class RegistryGateway:
 
     async def _renew_loop(self) -> None:
         assert self.client is not None
+        stuck = RENEW_RETRY  # delay after a renewal that is still under the old root
         while True:
             identity = self.client.identity
             cert = identity.certificate
@@ -310,8 +322,11 @@ class RegistryGateway:
             )
             if rotated is not None and rotation_renewal(renewed, self.view.items.bundles):
                 # signed before the registry re-issued our intermediate: try again soon
-                log.warning("renewed SVID still under the old root; again in %.0fs", RENEW_RETRY)
-                await asyncio.sleep(RENEW_RETRY)
+                log.warning("renewed SVID still under the old root; again in %.0fs", stuck)
+                await asyncio.sleep(stuck)
+                stuck = min(2 * stuck, RENEW_RECHECK_MAX)
+            else:
+                stuck = RENEW_RETRY
 
     # --- configuration ---------------------------------------------------------------
 
@@ -413,7 +428,9 @@ class RegistryGateway:
                 for peer, up in results.items()
             ]
             try:
-                unknown = await self.client.report_health(probes, trusted_roots=roots)
+                unknown = await self.client.report_health(
+                    probes, trusted_roots=roots, instance=self.instance
+                )
             except FederationError as exc:
                 log.info("health report not delivered (%s); will retry", exc)
                 continue

@@ -18,6 +18,7 @@ protobuf, with the registry's refusals as `federation.errors`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -65,6 +66,9 @@ BACKOFF_MAX = 5.0
 BACKOFF_JITTER = 0.2
 # Unary calls must not hang forever on a half-open connection.
 UNARY_TIMEOUT = 30.0
+# A channel replaced by `use` is closed this much later: twice the unary timeout, so
+# every unary call begun on it has ended.
+RETIRED_GRACE = 2 * UNARY_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,8 @@ class ControlPlaneClient:
         self._identity = identity
         self._channel: Any = self._connect(identity)
         self._retired: list[Any] = []
+        self._closing: set[asyncio.Task[None]] = set()
+        self._bundles: Mapping[str, TrustDomain] = {}  # the Watch's, once adopted
         self.cluster = _cluster_of(identity)
 
     @property
@@ -140,15 +146,28 @@ class ControlPlaneClient:
         for channel in (*self._retired, self._channel):
             await channel.close()
         self._retired.clear()
+        for task in list(self._closing):
+            task.cancel()
 
     def _stub(self) -> Any:
         return pbg.ControlPlaneStub(self._channel)
 
     def use(self, identity: Identity) -> None:
-        """Switch to a renewed identity; calls in flight finish on the old channel."""
+        """Switch to a renewed identity; calls in flight finish on the old channel, which
+        is closed RETIRED_GRACE later (a stream still on it then resumes on the new one)."""
         self._identity = identity
-        self._retired.append(self._channel)
-        self._channel = self._connect(identity)
+        old, self._channel = self._channel, self._connect(identity)
+        self._retired.append(old)
+        with contextlib.suppress(RuntimeError):  # no running loop (tests): close() does it
+            task = asyncio.get_running_loop().create_task(self._close_later(old))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close_later(self, channel: Any) -> None:
+        await asyncio.sleep(RETIRED_GRACE)
+        if channel in self._retired:
+            self._retired.remove(channel)
+            await channel.close()
 
     def _connect(self, identity: Identity) -> Any:
         return grpc.aio.secure_channel(
@@ -159,6 +178,7 @@ class ControlPlaneClient:
         """Follow the Watch's bundles: verify the registry with the roots of our trust
         domain's bundle (a new channel when they change: a rotation's prepare or
         retire). Returns why the SVID must be renewed now (activate), or None."""
+        self._bundles = bundles
         roots = registry_roots(self._identity, bundles)
         if fingerprints(roots) != fingerprints(self._identity.bundle_pem):
             self.use(dataclasses.replace(self._identity, bundle_pem=roots))
@@ -174,6 +194,9 @@ class ControlPlaneClient:
         renewed = Identity(
             reply.spiffe_id, key.unencrypted_pkcs8_pem(), reply.chain_pem, reply.bundle_pem
         )
+        if self._bundles:  # the Watch's roots win over a reply that may predate a retire
+            roots = registry_roots(renewed, self._bundles)
+            renewed = dataclasses.replace(renewed, bundle_pem=roots)
         self.use(renewed)
         return renewed
 
@@ -182,10 +205,12 @@ class ControlPlaneClient:
         probes: Iterable[PeerProbe],
         timeout: float = UNARY_TIMEOUT,
         trusted_roots: Sequence[str] = (),
+        instance: str = "",
     ) -> list[str]:
         """Report probe results (gateways only), and the fingerprints of the roots the
-        gateway verifies peers with (a rotation's propagation evidence); returns
-        peers the registry has no link for."""
+        gateway verifies peers with (a rotation's propagation evidence) as replica
+        `instance` (a DNS name: its pod or host name); returns peers the registry has
+        no link for."""
         request = pb.HealthReport(
             probes=[
                 pb.PeerProbe(
@@ -194,6 +219,7 @@ class ControlPlaneClient:
                 for p in probes
             ],
             trusted_roots_sha256=list(trusted_roots),
+            instance=instance,
         )
         try:
             reply = await self._stub().ReportHealth(request, timeout=timeout)

@@ -286,12 +286,14 @@ class PeerProbe(_message.Message):
     def __init__(self, peer_cluster: _Optional[str] = ..., up: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class HealthReport(_message.Message):
-    __slots__ = ("probes", "trusted_roots_sha256")
+    __slots__ = ("probes", "trusted_roots_sha256", "instance")
     PROBES_FIELD_NUMBER: _ClassVar[int]
     TRUSTED_ROOTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
     probes: _containers.RepeatedCompositeFieldContainer[PeerProbe]
     trusted_roots_sha256: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, probes: _Optional[_Iterable[_Union[PeerProbe, _Mapping]]] = ..., trusted_roots_sha256: _Optional[_Iterable[str]] = ...) -> None: ...
+    instance: str
+    def __init__(self, probes: _Optional[_Iterable[_Union[PeerProbe, _Mapping]]] = ..., trusted_roots_sha256: _Optional[_Iterable[str]] = ..., instance: _Optional[str] = ...) -> None: ...
 
 class ReportHealthResponse(_message.Message):
     __slots__ = ("unknown_peers",)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -42,8 +42,9 @@ from federation.errors import (
     NotFound,
     PermissionDenied,
     StoreError,
+    ValidationError,
 )
-from federation.model import Link, ServiceKey
+from federation.model import BundleReport, Link, ServiceKey
 from federation.model import validation as v
 from federation.store import Store
 from trust_bundle.svid import parse_csr, verify_csr
@@ -54,6 +55,9 @@ Clock = Callable[[], datetime]
 # Compare-and-swap retries for a link or gateway status update: each retry means
 # another writer got in between; a handful is plenty.
 CAS_ATTEMPTS = 8
+# Roots one health report may list: a bundle holds one root, two during a rotation;
+# 16 leaves room for other federations' bundles and bounds what a caller can write.
+MAX_REPORTED_ROOTS = 16
 
 
 class Trust(Protocol):
@@ -73,9 +77,7 @@ class Trust(Protocol):
 
     async def server_issuer_pem(self) -> bytes: ...
 
-    async def record_bundle_report(
-        self, cluster: str, roots_sha256: Sequence[str], now: datetime
-    ) -> None: ...
+    async def record_bundle_report(self, report: BundleReport) -> None: ...
 
 
 def credentials(chain_pem: bytes, bundle_pem: bytes) -> pb.Credentials:
@@ -185,13 +187,23 @@ class ControlPlaneServicer(pbg.ControlPlaneServicer):
                 for i, p in enumerate(request.probes)
             ]
             now = self.ctx.now()
+            report = _bundle_report(caller.cluster, request, now)  # refused before any write
             unknown = await record_probes(self.ctx.store, probes, now)
-            if request.trusted_roots_sha256:
-                await self.ctx.trust.record_bundle_report(
-                    caller.cluster, list(request.trusted_roots_sha256), now
-                )
+            if report is not None:
+                await self.ctx.trust.record_bundle_report(report)
             return pb.ReportHealthResponse(unknown_peers=unknown)
         raise AssertionError("unreachable: boundary aborts")
+
+
+def _bundle_report(cluster: str, request: pb.HealthReport, now: datetime) -> BundleReport | None:
+    roots = list(request.trusted_roots_sha256)
+    if not roots:
+        return None
+    if len(roots) > MAX_REPORTED_ROOTS:
+        raise ValidationError(
+            "trusted_roots_sha256", f"{len(roots)} roots; at most {MAX_REPORTED_ROOTS}"
+        )
+    return BundleReport(cluster, tuple(roots), now, request.instance)
 
 
 def _probe(reporter: str, peer: str, up: bool, reason: str, message: str) -> Probe:

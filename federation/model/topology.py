@@ -219,11 +219,15 @@ class TrustDomain(Record):
 
 @dataclass(frozen=True, slots=True)
 class BundleReport(Record):
-    """The roots a cluster's gateway reported it verifies peers with (ReportHealth).
+    """The roots one gateway replica of a cluster reported it verifies peers with
+    (ReportHealth), keyed `<cluster>/<instance>` (the replica's host or pod name; ""
+    for a gateway that does not say).
 
-    A root rotation's propagation is complete for a cluster once its report holds
-    every root the federation publishes (trust_bundle.rotation.report_bundle), so
-    activate need not wait 3 refresh hints. Written only when the set changes.
+    A root rotation's propagation is complete for a cluster once every live
+    replica's report holds every root the federation publishes
+    (federation.registry.rotation_view.acknowledged). Rewritten when the set changes
+    or the record is older than BUNDLE_REPORT_REFRESH, so `reported` says which
+    replicas are still alive.
     """
 
     KIND: ClassVar[str] = "bundlereports"
@@ -231,9 +235,12 @@ class BundleReport(Record):
     cluster: str
     roots_sha256: tuple[str, ...]
     reported: datetime
+    instance: str = ""
 
     def __post_init__(self) -> None:
         v.dns1123_label("cluster", self.cluster)
+        if self.instance != "":
+            v.dns_subdomain("instance", self.instance)
         roots = _tuple_of("roots_sha256", self.roots_sha256)
         for i, fp in enumerate(roots):
             if not isinstance(fp, str) or not _SHA256_HEX.fullmatch(fp):
@@ -243,4 +250,4 @@ class BundleReport(Record):
 
     @property
     def key(self) -> str:
-        return self.cluster
+        return f"{self.cluster}/{self.instance}"

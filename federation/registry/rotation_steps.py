@@ -9,6 +9,7 @@ are trust_bundle.rotation's pure state machine, with time passed in.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -24,6 +25,8 @@ from federation.errors import (
 from federation.model import BundleReport, CaMaterial, RootRotation, TrustDomain
 from federation.registry import audit
 from federation.registry.rotation_view import (
+    BUNDLE_REPORT_REFRESH,
+    BUNDLE_REPORT_STALE,
     NEXT_ROOT_CA,
     REGISTRY_CA,
     RETIRE_WAIT,
@@ -374,23 +377,24 @@ class RotationSteps:
             "abort", f"next root {fp[:16]} removed from every bundle; nothing was signed by it", now
         )
 
-    async def record_bundle_report(
-        self, cluster: str, roots_sha256: Sequence[str], now: datetime
-    ) -> None:
-        """Keep the roots `cluster`'s gateway verifies with (its evidence that a new
-        bundle arrived); written only when the set changes, so periodic reports cost
-        one read. A concurrent report of the same cluster wins."""
-        report = BundleReport(cluster, tuple(roots_sha256), now)
-        held = await self._store.bundle_reports.find(cluster)
-        if held is not None and held.record.roots_sha256 == report.roots_sha256:
+    async def record_bundle_report(self, report: BundleReport) -> None:
+        """Keep the roots one gateway replica verifies with (its evidence that a new
+        bundle arrived): rewritten when the set changes or is BUNDLE_REPORT_REFRESH
+        old, so most periodic reports cost one read; replicas silent for
+        BUNDLE_REPORT_STALE are dropped. A concurrent report of the same replica wins."""
+        held = await self._store.bundle_reports.find(report.key)
+        fresh = held is not None and report.reported - held.record.reported < BUNDLE_REPORT_REFRESH
+        if held is not None and fresh and held.record.roots_sha256 == report.roots_sha256:
             return
-        try:
+        with contextlib.suppress(AlreadyExists, Conflict, NotFound):
             if held is None:
                 await self._store.bundle_reports.create(report)
             else:
                 await self._store.bundle_reports.update(report, held.revision)
-        except (AlreadyExists, Conflict):
-            return
+        for other in await self._store.bundle_reports.list(f"{report.cluster}/"):
+            if report.reported - other.record.reported > BUNDLE_REPORT_STALE:
+                with contextlib.suppress(Conflict, NotFound):
+                    await self._store.bundle_reports.delete(other.record.key, other.revision)
 
     async def rotation_step(
         self, action: str, now: datetime, *, force: bool = False, actor: str = "registry"

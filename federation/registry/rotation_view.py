@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -73,6 +73,11 @@ ROTATION_ACTIONS = ("prepare", "activate", "retire", "abort")
 # within seconds (federation.controlplane.server, Settings.trust_check), so it needs
 # no extra wait. docs/trust.md, runbook step 4.
 RETIRE_WAIT = DEFAULT_SVID_LIFETIME
+# Gateways re-send their health report every 30 s (eastwest_gateway.registry_mode
+# REPORT_REFRESH); the registry rewrites a replica's bundle report at least every
+# 2 of those, and a replica silent for 3 rewrites is gone (scaled down, rescheduled).
+BUNDLE_REPORT_REFRESH = timedelta(seconds=60)
+BUNDLE_REPORT_STALE = 3 * BUNDLE_REPORT_REFRESH
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,11 +326,20 @@ def status_of(snap: RotationSnapshot, now: datetime, root_trust_domain: str) -> 
 def acknowledged(
     state: rotation.RotationState, reports: Iterable[BundleReport]
 ) -> rotation.RotationState:
-    """`state` with an ack for every member cluster whose gateway last reported holding
-    every root the federation publishes now (a report from before `prepare` cannot
-    hold the next root, so it never counts for the rotation in progress)."""
+    """`state` with an ack for every member cluster whose live gateway replicas all last
+    reported holding every root the federation publishes now. Live: reported within
+    BUNDLE_REPORT_STALE of the cluster's newest report (a replica that went away stops
+    counting, one that is stuck on the old bundle holds the cluster back). A report
+    from before `prepare` cannot hold the next root, so it never counts for the
+    rotation in progress."""
     wanted = {certificate_fingerprint(c) for c in rotation.trusted_roots(state)}
+    by_cluster: dict[str, list[BundleReport]] = {}
     for report in reports:
-        if report.cluster in state.clusters and wanted <= set(report.roots_sha256):
-            state = rotation.report_bundle(state, report.cluster, state.sequence, report.reported)
+        if report.cluster in state.clusters:
+            by_cluster.setdefault(report.cluster, []).append(report)
+    for cluster, held in sorted(by_cluster.items()):
+        newest = max(r.reported for r in held)
+        live = [r for r in held if newest - r.reported <= BUNDLE_REPORT_STALE]
+        if all(wanted <= set(r.roots_sha256) for r in live):
+            state = rotation.report_bundle(state, cluster, state.sequence, newest)
     return state

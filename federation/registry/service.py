@@ -205,7 +205,9 @@ class Registry:
         for token in await self.store.join_tokens.list():
             if token.record.cluster == name:
                 ops.append(replace(delete_op(JoinToken.KIND, token.record.key), must_exist=False))
-        ops.append(replace(delete_op(BundleReport.KIND, name), must_exist=False))
+        for report in await self.store.bundle_reports.list(f"{name}/"):
+            key = report.record.key
+            ops.append(replace(delete_op(BundleReport.KIND, key), must_exist=False))
         await self._commit(ops, actor, "delete", Cluster.KIND, name, now)
         await self.trust.remove_cluster_ca(name)
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from federation.errors import InvalidToken, NotFound, ValidationError
-from federation.model import Cluster, JoinToken
+from federation.model import BundleReport, Cluster, JoinToken
 from federation.registry.auth import TokenService
 from federation.registry.service import Registry
 from federation.registry.trust import TrustService, digest
@@ -234,13 +234,15 @@ async def test_deleting_a_cluster_deletes_its_join_tokens_and_bundle_report(
     assert await trust.redeem_join_token(west[1], NOW) == "west"  # counted: a new revision
     east, _ = await registry.create_join_token("east", HOUR, "ops", NOW)
     for cluster in ("west", "east"):
-        await trust.record_bundle_report(cluster, ["a" * 64], NOW)
+        for replica in ("gw-0", "gw-1"):
+            await trust.record_bundle_report(BundleReport(cluster, ("a" * 64,), NOW, replica))
     await registry.delete_cluster("west", None, "ops", NOW)
     assert [v.record.id for v in await store.join_tokens.list()] == [east.split(".")[0]]
-    assert await store.bundle_reports.find("west") is None
-    assert await store.bundle_reports.find("east") is not None
+    assert await store.bundle_reports.list("west/") == []
+    assert len(await store.bundle_reports.list("east/")) == 2
     # Neither a report nor a token is needed: "gone already" does not fail the delete.
-    await store.bundle_reports.delete("east")
+    for replica in ("gw-0", "gw-1"):
+        await store.bundle_reports.delete(f"east/{replica}")
     await trust.revoke_join_token("east", east.split(".")[0])
     await registry.delete_cluster("east", None, "ops", NOW)
     assert await store.clusters.list() == []

@@ -12,6 +12,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -22,6 +23,10 @@ from federation.client.rotation import fingerprints, rotation_renewal
 from federation.controlplane.server import start
 from federation.controlplane.settings import Settings
 from federation.errors import FederationError, ValidationError
+from federation.model import BundleReport
+from federation.registry.rotation_view import BUNDLE_REPORT_STALE, acknowledged
+from trust_bundle import create_root_ca, rotation
+from trust_bundle.spiffe_bundle import certificate_fingerprint
 
 if TYPE_CHECKING:
     from tests.controlplane.conftest import Federation
@@ -142,11 +147,14 @@ async def _walk_the_rotation(
     both = fingerprints(gw.identity.bundle_pem)
     assert len(both) == 2 and set(old_fp) < set(both)
     for cluster in ("west", "north"):  # their gateways report too (they hold the bundle)
-        await fed.trust.record_bundle_report(cluster, both, fed.clock())
-    await gw.report_health([], trusted_roots=both[:1])  # only the old root: no ack
+        await fed.trust.record_bundle_report(BundleReport(cluster, both, fed.clock()))
+    await gw.report_health([], trusted_roots=both[:1], instance="gw-0")  # old root only
     status = await fed.trust.rotation_status(fed.clock())
     assert status.propagation.pending == ("east",)
-    await gw.report_health([], trusted_roots=both)
+    await gw.report_health([], trusted_roots=both, instance="gw-1")  # a second replica
+    status = await fed.trust.rotation_status(fed.clock())
+    assert status.propagation.pending == ("east",)  # gw-0 still lacks the next root
+    await gw.report_health([], trusted_roots=both, instance="gw-0")
     status = await fed.trust.rotation_status(fed.clock())
     assert status.propagation.complete and status.propagation.reason == "every cluster reported"
     assert status.ready and status.next_action == "activate"
@@ -174,7 +182,8 @@ async def _walk_the_rotation(
 
     await wait_for(registry_verifies_under_new_root)
     await gw.renew()  # and the registry accepts the renewed SVID
-    report = await fed.store.bundle_reports.get("east")
+    await gw.report_health([], trusted_roots=(new_fp,), instance="gw-0")
+    report = await fed.store.bundle_reports.get("east/gw-0")
     assert report.record.roots_sha256 == (new_fp,)
 
 
@@ -183,4 +192,27 @@ async def test_a_bad_roots_report_is_refused_with_the_field_named(fed: Federatio
     with pytest.raises(ValidationError) as err:  # INVALID_ARGUMENT, translated by the client
         await gw.report_health([], trusted_roots=("not-a-fingerprint",))
     assert err.value.field == "roots_sha256[0]" and "not a SHA-256" in str(err.value)
-    assert await fed.store.bundle_reports.find("east") is None  # nothing stored
+    with pytest.raises(ValidationError) as err:
+        await gw.report_health([], trusted_roots=[f"{i:064x}" for i in range(17)])
+    assert err.value.field == "trusted_roots_sha256" and "at most 16" in str(err.value)
+    with pytest.raises(ValidationError) as err:
+        await gw.report_health([], trusted_roots=["a" * 64], instance="Not_A_Name")
+    assert err.value.field == "instance"
+    assert await fed.store.bundle_reports.list() == []  # nothing stored
+
+
+def test_a_replica_silent_for_three_refreshes_no_longer_holds_its_cluster_back() -> None:
+    """acknowledged() over data: live replicas must all hold the roots; a replica whose
+    last report is BUNDLE_REPORT_STALE older than its cluster's newest one is gone."""
+    now = datetime.now(UTC)
+    old, new = create_root_ca(now), create_root_ca(now)
+    state = rotation.prepare(
+        rotation.initial_state(old.certificate, {"east"}, now), new.certificate, now
+    )
+    both = tuple(certificate_fingerprint(c.certificate) for c in (old, new))
+    stuck = BundleReport("east", both[:1], now, "gw-old")
+    fresh = BundleReport("east", both, now + BUNDLE_REPORT_STALE, "gw-new")
+    assert acknowledged(state, [stuck, fresh]).ack_map() == {}
+    later = BundleReport("east", both, now + BUNDLE_REPORT_STALE + timedelta(seconds=1), "gw-new")
+    assert acknowledged(state, [stuck, later]).ack_map() == {"east": state.sequence}
+    assert acknowledged(state, [BundleReport("west", both, now)]).ack_map() == {}  # not a member

@@ -349,3 +349,12 @@ def test_egress_uses_the_gateway_records_locality_and_identity() -> None:
     # A record without locality or trust domain (older registry): inferred, chain only.
     assert clusters["old"].locality == Locality("", "zz")
     assert clusters["old"].spiffe_id == ""
+
+
+def test_replica_instance_name_is_the_host_name_or_nothing() -> None:
+    from eastwest_gateway.registry_mode import instance_name
+
+    assert instance_name("meshfed-gateway-7d9c-x2x.") == "meshfed-gateway-7d9c-x2x"
+    assert instance_name("Build-Host.Example.COM") == "build-host.example.com"
+    for bad in ("", "under_score", "-leading", "a" * 64, "x." * 130):
+        assert instance_name(bad) == "", bad
