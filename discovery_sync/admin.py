@@ -269,7 +269,7 @@ class _Collector(Collector):
         return collect_metrics(self.server.state(), self.server.rejected)
 
 
-class _Rejected(Exception):
+class _Rejected(AdminError):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
@@ -394,7 +394,7 @@ class AdminServer:
         return 200, "text/plain", b"ok\n"
 
 
-class _Silent(Exception):
+class _Silent(AdminError):
     """Close the connection without an answer."""
 
 
