@@ -3,12 +3,15 @@
     meshfed install --component registry|agent|gateway|all [--cluster NAME]
         [--registry-url URL] [--store etcd|postgres|external:URL] [--replicas N]
         [--gateway-service LoadBalancer|NodePort] [--namespace meshfed-system]
-        [--image IMAGE] [--trust-dir DIR] [-o yaml|json] [--apply --context C [--kubeconfig F]]
+        [--image IMAGE] [--trust-dir DIR] [--registry-external-name NAME ...]
+        [-o yaml|json] [--apply --context C [--kubeconfig F]]
 
-With the registry on `--store etcd` (the default), the federation root and etcd's
-peer and client certificates are made in (then reused from) the trust directory
-`--trust-dir` (default ./meshfed-trust; federation/install/trustdir.py) and rendered
-as Secrets; a line per change goes to stderr, never key material.
+With the registry, the trust directory `--trust-dir` (default ./meshfed-trust) keeps
+what install generates and reuses it on every run: the registry's admin token
+(federation/install/admin_token.py; the Secret `meshfed-admin-token`), and on
+`--store etcd` (the default) the federation root and etcd's peer and client
+certificates (federation/install/trustdir.py), rendered as Secrets; a line per
+change goes to stderr, never a token or key material.
 
 Prints the manifests for `kubectl apply -f -`; writes nothing to any cluster unless
 `--apply` is given, which creates or replaces each object through the Kubernetes
@@ -27,7 +30,7 @@ from typing import Any
 
 from federation import install
 from federation.cli import args as types
-from federation.install import trustdir
+from federation.install import admin_token, trustdir
 from federation.install.common import DEFAULT_IMAGE, Options
 
 
@@ -118,8 +121,18 @@ def register(sub: Any) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="with --store etcd: where the federation root and etcd's certificates are "
-        f"made and kept (default ./{trustdir.DEFAULT_DIR}; keep it: re-runs reuse it)",
+        help="with the registry: where its admin token and, with --store etcd, the "
+        "federation root and etcd's certificates are made and kept "
+        f"(default ./{trustdir.DEFAULT_DIR}; keep it: re-runs reuse it)",
+    )
+    p.add_argument(
+        "--registry-external-name",
+        action="append",
+        type=_type(install.external_name, "DNS name or IP"),
+        default=[],
+        metavar="NAME",
+        help="a DNS name or IP of the registry's load balancer that agents and gateways "
+        "of other clusters dial: put in the control plane's certificate (repeatable)",
     )
     p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     p.add_argument("--apply", action="store_true", help="apply through the Kubernetes client")
@@ -154,11 +167,13 @@ def options(ns: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
         p.error("--kubeconfig: only with --apply")
     if ns.apply and ns.kube_context is None:
         p.error("--apply: needs --context C (the kubeconfig context to apply to)")
-    if ns.trust_dir is not None and not ("registry" in comps and ns.store == "etcd"):
+    if ns.trust_dir is not None and "registry" not in comps:
         p.error(
-            "--trust-dir: only with the registry on --store etcd "
-            "(it holds the etcd certificates and the federation root)"
+            "--trust-dir: only with --component registry or all (it holds the registry's "
+            "admin token and, with --store etcd, the federation root and etcd's certificates)"
         )
+    if ns.registry_external_name and "registry" not in comps:
+        p.error("--registry-external-name: only with --component registry or all")
     return Options(
         components=comps,
         namespace=ns.namespace,
@@ -174,19 +189,22 @@ def options(ns: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
         zone=ns.zone,
         watch_namespaces=tuple(dict.fromkeys(ns.agent_namespace)),
         crds=not ns.no_crds,
+        registry_names=tuple(dict.fromkeys(ns.registry_external_name)),
     )
 
 
 def _install(ns: argparse.Namespace) -> int:
     opts = options(ns, ns.install_parser)
-    tls = None
-    if install.needs_trust(opts):
-        directory = ns.trust_dir or trustdir.DEFAULT_DIR
-        try:
+    tls, admin = None, None
+    directory = ns.trust_dir or trustdir.DEFAULT_DIR
+    try:
+        if install.needs_admin_token(opts):
+            admin = admin_token.ensure(directory, _note)
+        if install.needs_trust(opts):
             tls = trustdir.ensure(directory, opts.namespace, datetime.now(UTC), _note)
-        except trustdir.TrustDirError as exc:
-            ns.install_parser.error(f"--trust-dir: {exc}")
-    objs = install.render(opts, tls)
+    except trustdir.TrustDirError as exc:
+        ns.install_parser.error(f"--trust-dir: {exc}")
+    objs = install.render(opts, tls, admin)
     if not ns.apply:
         text = install.to_json(objs) if ns.output == "json" else install.to_yaml(objs)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from federation.cli.store_cmd import default_data_dir, default_store_url, store_url
 from federation.errors import FederationError
 from trust_bundle import TrustError
+
+if TYPE_CHECKING:
+    from federation.registry.auth import Bearer
 
 DEFAULT_API = "127.0.0.1:9470"  # issue 4
 DEFAULT_GRPC = "127.0.0.1:9471"  # issue 4
@@ -53,6 +56,15 @@ def register(sub: Any) -> None:
         "`meshfed install --store etcd`) on first start; refuses a store with another root",
     )
     p.add_argument(
+        "--admin-token-file",
+        type=admin_token_file,
+        default=None,
+        metavar="FILE",
+        help="an API token <name>.<secret> (`meshfed install`'s Secret "
+        "meshfed-admin-token) stored as an admin token at every start, instead of "
+        "writing <data-dir>/admin.token; replicas given the same file agree",
+    )
+    p.add_argument(
         "--lease-ttl",
         type=_seconds,
         default=None,
@@ -60,6 +72,23 @@ def register(sub: Any) -> None:
         help="how long a vanished agent's endpoints outlive its stream (default 15)",
     )
     p.set_defaults(handler=_serve)
+
+
+def admin_token_file(text: str) -> Bearer:
+    """argparse type: the token in FILE; unreadable or malformed files are usage errors
+    that name the file, never its content."""
+    from federation.registry.auth import parse_bearer  # heavy imports only for `serve`
+
+    try:
+        content = Path(text).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{text} is not a text file") from None
+    try:
+        return parse_bearer(content)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text} {exc}") from None
 
 
 def _seconds(text: str) -> float:
@@ -85,6 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
         grpc_port=args.grpc[1],
         server_names=tuple(args.server_name),
         root_ca=args.root_ca,
+        admin_token=args.admin_token_file,
         **({"lease_ttl": args.lease_ttl} if args.lease_ttl is not None else {}),
     )
     try:

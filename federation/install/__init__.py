@@ -4,9 +4,10 @@ Pure renderers (plain dicts; no Kubernetes client, no I/O besides reading the
 packaged CRDs): `render(Options, tls)` returns the objects in the order `kubectl apply`
 needs them (Namespace, CRDs, identities and RBAC, Services, workloads, budgets,
 autoscalers, NetworkPolicies). One module per component: `registry` (and `etcd`),
-`agent`, `gateway`, `policies`; shared conventions in `common`. `trustdir` is the
-one I/O shell: the trust directory whose root and etcd certificates `tls` carries
-(`--store etcd`).
+`agent`, `gateway`, `policies`; shared conventions in `common`. `trustdir` and
+`admin_token` are the I/O shells: the trust directory whose root and etcd
+certificates `tls` carries (`--store etcd`), and whose admin token the registry's
+Secret `meshfed-admin-token` carries (every store).
 
 `parse_registry`, `parse_store` and friends validate flag values and raise
 `ValueError` naming the value, so the CLI can turn them into exit-2 usage errors.
@@ -102,6 +103,23 @@ def service_type(text: str) -> str:
     return text
 
 
+def external_name(text: str) -> str:
+    """A DNS name or IP address (normalized: lower case, canonical IP text) for the
+    registry's certificate."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+            raise ValueError(f"{text!r}: a scoped IPv6 address cannot be in a certificate")
+        return str(ip)
+    name = text.lower()
+    if not _DNS_NAME.match(name):
+        raise ValueError(f"{text!r} is not a DNS name or an IP address")
+    return name
+
+
 def image(text: str) -> str:
     if not text or any(c.isspace() for c in text) or text.startswith(("-", ":", "@")):
         raise ValueError(f"{text!r} is not a container image reference")
@@ -113,12 +131,20 @@ def needs_trust(opts: Options) -> bool:
     return "registry" in opts.components and opts.store == "etcd"
 
 
-def render(opts: Options, tls: StoreTLS | None = None) -> list[Obj]:
+def needs_admin_token(opts: Options) -> bool:
+    """Whether `opts` renders the registry, whose admin token comes from a trust
+    directory (`admin_token.ensure`), whatever the store."""
+    return "registry" in opts.components
+
+
+def render(opts: Options, tls: StoreTLS | None = None, admin: bytes | None = None) -> list[Obj]:
     """Every object for `opts.components`, in apply order. `tls`: the etcd certificates
-    and the federation root (`trustdir.ensure`), rendered as Secrets with `--store etcd`."""
+    and the federation root (`trustdir.ensure`), rendered as Secrets with `--store etcd`.
+    `admin`: the admin token (`admin_token.ensure`), rendered as the Secret
+    `meshfed-admin-token` the registry stores at start."""
     out: list[Obj] = [namespace(opts)]
     if "registry" in opts.components:
-        out += registry.render(opts, tls)
+        out += registry.render(opts, tls, admin)
     if "agent" in opts.components:
         out += agent.render(opts)
     if "gateway" in opts.components:

@@ -58,6 +58,9 @@ class Options:
     zone: str | None = None
     watch_namespaces: tuple[str, ...] = ()  # the agent's --namespace; () = every namespace
     crds: bool = True
+    # `--registry-external-name`: load balancer names / IPs remote agents and gateways
+    # dial, added to the control plane's certificate (`meshfed serve --server-name`)
+    registry_names: tuple[str, ...] = ()
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -12,10 +12,20 @@ the Secret `meshfed-root-ca` carries the federation root and its key (`root.pem`
 `root-key.pem`), mounted for `meshfed serve --root-ca`: the registry adopts that
 root at first start instead of generating one (the root also signed etcd's
 certificates).
+
+With the admin token of `meshfed install` (`admin_token.py`, every store), the Secret
+`meshfed-admin-token` (key `token`) is mounted for `meshfed serve --admin-token-file`:
+every replica stores that token as an admin API token at start, so no replica's data
+directory holds the one the operator needs. The pod template carries the token's
+digest (`checksum/admin-token`), so a rotated token rolls the replicas.
+
+`--registry-external-name` adds `--server-name` for the load balancer's names, which
+remote agents and gateways dial and check against the control plane's certificate.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from federation.install import etcd
@@ -49,6 +59,10 @@ STORE_SECRET = "meshfed-registry-store"  # key url (--store postgres)
 JOIN_PORT = GRPC_PORT + 1
 ROOT_CA_SECRET = "meshfed-root-ca"  # keys root.pem, root-key.pem (meshfed serve --root-ca)
 ROOT_CA_DIR = "/etc/meshfed/root-ca"
+ADMIN_TOKEN_SECRET = "meshfed-admin-token"  # key token (meshfed serve --admin-token-file)
+ADMIN_TOKEN_KEY = "token"
+ADMIN_TOKEN_DIR = "/etc/meshfed/admin-token"
+ADMIN_TOKEN_CHECKSUM = "checksum/admin-token"
 
 
 def registry_labels(opts: Options) -> dict[str, str]:
@@ -66,9 +80,28 @@ def root_ca_secret(opts: Options, tls: StoreTLS) -> Obj:
     )
 
 
-def render(opts: Options, tls: StoreTLS | None = None) -> list[Obj]:
+def admin_token_secret(opts: Options, token: bytes) -> Obj:
+    return obj(
+        "v1",
+        "Secret",
+        meta(ADMIN_TOKEN_SECRET, registry_labels(opts), opts.namespace),
+        type="Opaque",
+        data={ADMIN_TOKEN_KEY: etcd.b64(token)},
+    )
+
+
+def server_names(opts: Options) -> list[str]:
+    """The names in the control plane's certificate besides localhost: the in-cluster
+    Service names, then `--registry-external-name`s (each once)."""
+    in_cluster = [f"{NAME}.{opts.namespace}.svc", f"{NAME}.{opts.namespace}.svc.cluster.local"]
+    return list(dict.fromkeys([*in_cluster, *opts.registry_names]))
+
+
+def render(opts: Options, tls: StoreTLS | None = None, admin: bytes | None = None) -> list[Obj]:
     """The registry; with `--store etcd` its etcd cluster, and with `tls` (the trust
-    directory's material) the etcd Secrets and the root the registry adopts."""
+    directory's material) the etcd Secrets and the root the registry adopts; with
+    `admin` (the trust directory's admin token) its Secret, mounted for
+    `--admin-token-file`."""
     lbls = registry_labels(opts)
     sel = selector(lbls)
     ns = opts.namespace
@@ -78,9 +111,9 @@ def render(opts: Options, tls: StoreTLS | None = None) -> list[Obj]:
         f"--grpc=0.0.0.0:{GRPC_PORT}",
         f"--data-dir={DATA_DIR}",
         # the names agents and gateways dial must be in the control plane certificate
-        f"--server-name={NAME}.{opts.namespace}.svc",
-        f"--server-name={NAME}.{opts.namespace}.svc.cluster.local",
+        *(f"--server-name={name}" for name in server_names(opts)),
     ]
+    annotations = prometheus_annotations(API_PORT)
     env: list[Obj] = [
         {
             "name": "MESHFED_KEY_PASSPHRASE",
@@ -91,6 +124,12 @@ def render(opts: Options, tls: StoreTLS | None = None) -> list[Obj]:
     volumes: list[Obj] = [{"name": "data", "emptyDir": {}}, tmp]
     mounts: list[Obj] = [{"name": "data", "mountPath": DATA_DIR}, tmp_mount]
     out: list[Obj] = []
+    if admin is not None:
+        args.append(f"--admin-token-file={ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}")
+        volumes.append(etcd.secret_volume("admin-token", ADMIN_TOKEN_SECRET))
+        mounts.append({"name": "admin-token", "mountPath": ADMIN_TOKEN_DIR, "readOnly": True})
+        annotations[ADMIN_TOKEN_CHECKSUM] = hashlib.sha256(admin).hexdigest()
+        out.append(admin_token_secret(opts, admin))
     if opts.store == "etcd":
         args.append(f"--store={etcd.store_url(opts)}")
         volumes.append(etcd.secret_volume("etcd-client", etcd.CLIENT_SECRET))
@@ -141,7 +180,7 @@ def render(opts: Options, tls: StoreTLS | None = None) -> list[Obj]:
             },
             "selector": {"matchLabels": sel},
             "template": {
-                "metadata": {"labels": lbls, "annotations": prometheus_annotations(API_PORT)},
+                "metadata": {"labels": lbls, "annotations": annotations},
                 "spec": {
                     "serviceAccountName": NAME,
                     "automountServiceAccountToken": False,

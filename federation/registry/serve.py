@@ -3,7 +3,8 @@
 Why this module exists: it is the composition of the registry's parts (store,
 trust, tokens, API, control plane) and the only place that deals with the
 process's life: first-start bootstrap (federation root, generated or adopted
-from `--root-ca`; admin token written 0600 and only its path printed), the key
+from `--root-ca`; admin token written 0600 and only its path printed, or, with
+`--admin-token-file`, the given token stored as the `admin` role), the key
 passphrase, and draining on SIGTERM (uvicorn's own signal handling: stop
 accepting, finish in-flight requests).
 """
@@ -16,7 +17,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from federation.api import create_app
 from federation.controlplane.server import ControlPlane
 from federation.controlplane.server import start as start_grpc
 from federation.controlplane.settings import DEFAULT_LEASE_TTL, Settings
-from federation.registry.auth import TokenService
+from federation.registry.auth import Bearer, TokenService
 from federation.registry.root_ca import adopt_root, load_root
 from federation.registry.service import Registry
 from federation.registry.timing import TimedBackend
@@ -63,6 +64,9 @@ class ServeConfig:
     # A federation root made elsewhere (`meshfed install --store etcd`): DIR with
     # root.pem and root-key.pem, adopted on first start (federation/registry/root_ca.py).
     root_ca: Path | None = None
+    # A token made elsewhere (`meshfed install`'s Secret `meshfed-admin-token`): stored
+    # as an admin token at every start, instead of writing <data-dir>/admin.token.
+    admin_token: Bearer | None = field(default=None, repr=False)
 
 
 def load_protector(data_dir: Path) -> PassphraseProtector:
@@ -97,6 +101,11 @@ async def open_registry(
 async def bootstrap(registry: Registry, data_dir: Path, now: datetime) -> Path | None:
     """First start: the federation root and, on an empty store, the admin token file."""
     await registry.trust.ensure_root(now)
+    return await bootstrap_admin_file(registry, data_dir, now)
+
+
+async def bootstrap_admin_file(registry: Registry, data_dir: Path, now: datetime) -> Path | None:
+    """On an empty store, an admin token written to <data-dir>/admin.token (0600)."""
     bearer = await registry.bootstrap_admin(now)
     path = data_dir / TOKEN_FILE
     if bearer is None:
@@ -158,9 +167,15 @@ async def serve(config: ServeConfig, say: Callable[[str], None] = print) -> int:
                     "retired by a rotation")  # fmt: skip
             else:
                 say(f"federation root {adopted.fingerprint}: {adopted.action} (--root-ca)")
-        token_path = await bootstrap(registry, config.data_dir, started)
-        if token_path is not None:
-            say(f"admin token: {token_path}")
+        await registry.trust.ensure_root(started)
+        if config.admin_token is not None:
+            bearer = config.admin_token
+            action = await registry.tokens.ensure_token(bearer, "admin", "meshfed-serve", started)
+            say(f"admin token {bearer.name}: {action} (--admin-token-file)")
+        else:
+            token_path = await bootstrap_admin_file(registry, config.data_dir, started)
+            if token_path is not None:
+                say(f"admin token: {token_path}")
         app = create_app(registry, metrics_registry=metrics)
         server = DrainingServer(
             uvicorn.Config(

@@ -11,7 +11,7 @@ import pytest
 
 from discovery_sync.kube.apply import apply_manifests, contains
 from federation.cli import main
-from federation.install import Options, render, trustdir
+from federation.install import Options, admin_token, render, trustdir
 from tests.fakekube import FakeKube
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
@@ -52,8 +52,9 @@ def test_cli_apply_creates_exactly_the_rendered_objects_and_is_idempotent(
     out = capsys.readouterr().out.splitlines()
     # what the CLI rendered: the same trust directory, re-read
     tls = trustdir.ensure(trust, "meshfed-system", datetime.now(UTC))
-    rendered = render(Options(("registry", "agent", "gateway"), cluster="east"), tls)
-    assert {"meshfed-etcd-server-tls", "meshfed-root-ca"} <= {
+    admin = admin_token.ensure(trust)
+    rendered = render(Options(("registry", "agent", "gateway"), cluster="east"), tls, admin)
+    assert {"meshfed-etcd-server-tls", "meshfed-root-ca", "meshfed-admin-token"} <= {
         o["metadata"]["name"] for o in rendered if o["kind"] == "Secret"
     }
     assert len(out) == len(rendered) and all(line.endswith(" created") for line in out), out

@@ -18,7 +18,16 @@ import yaml
 from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
-from federation.install import Options, agent, etcd, needs_trust, render, to_json, to_yaml
+from federation.install import (
+    Options,
+    agent,
+    etcd,
+    needs_admin_token,
+    needs_trust,
+    render,
+    to_json,
+    to_yaml,
+)
 from federation.install.trustdir import StoreTLS
 from federation.store.etcd_url import parse as parse_etcd_url
 from tests.install.conftest import MATRIX
@@ -31,6 +40,7 @@ IDS = [i for i, _ in MATRIX]
 OPTS = [o for _, o in MATRIX]
 
 Obj = dict[str, Any]
+ADMIN_TOKEN = b"install-admin." + b"s" * 43 + b"\n"  # the shape admin_token.ensure makes
 
 
 @functools.cache
@@ -51,6 +61,12 @@ def k8s_validator(version: str, kind: str, api_version: str) -> jsonschema.Valid
 
 def k8s_validate(obj: Obj, version: str) -> None:
     k8s_validator(version, obj["kind"], obj["apiVersion"]).validate(obj)
+
+
+def cli_render(opts: Options, store_tls: TlsFor) -> list[Obj]:
+    """What `meshfed install` prints for `opts`: with the trust directory's material."""
+    tls = store_tls(opts.namespace) if needs_trust(opts) else None
+    return render(opts, tls, ADMIN_TOKEN if needs_admin_token(opts) else None)
 
 
 def test_the_cached_validator_agrees_with_kubernetes_validate() -> None:
@@ -79,8 +95,9 @@ def test_both_ends_of_the_supported_range_are_checked() -> None:
 def test_every_object_validates_strictly_for_oldest_and_newest_kubernetes(
     opts: Options, store_tls: TlsFor
 ) -> None:
-    # with --store etcd as the CLI renders it: the etcd and root Secrets included
-    objs = render(opts, store_tls(opts.namespace) if needs_trust(opts) else None)
+    # as the CLI renders it: the admin token's Secret, and with --store etcd the etcd
+    # and root Secrets, included
+    objs = cli_render(opts, store_tls)
     assert objs
     for version in VERSIONS:
         for o in objs:
@@ -92,7 +109,7 @@ def test_every_object_validates_strictly_for_oldest_and_newest_kubernetes(
 
 @pytest.mark.parametrize("opts", OPTS, ids=IDS)
 def test_conventions(opts: Options, store_tls: TlsFor) -> None:
-    objs = render(opts, store_tls(opts.namespace) if needs_trust(opts) else None)
+    objs = cli_render(opts, store_tls)
     names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objs]
     assert len(names) == len(set(names))
     for o in objs:

@@ -219,16 +219,23 @@ def test_leaves_past_two_thirds_of_their_lifetime_are_reissued(tmp_path: Path) -
     assert not any("PRIVATE" in n for n in notes)
 
 
-def test_cli_writes_the_trust_dir_only_for_etcd_and_names_an_unwritable_path(
+def test_cli_writes_the_certificates_only_for_etcd_and_names_an_unwritable_path(
     tmp_path: Path,
 ) -> None:
-    # --store postgres: nothing written, and --trust-dir is refused as meaningless
+    # --store postgres: the admin token only (tests/install/test_admin_token.py), no
+    # certificates; without the registry --trust-dir is refused as meaningless
     pg = meshfed(tmp_path, "--component", "registry", "--store", "postgres")
     assert pg.returncode == 0, pg.stderr
-    assert "kind: Secret" not in pg.stdout
-    assert list(tmp_path.iterdir()) == []
-    wrong = meshfed(tmp_path, "--component", "registry", "--store", "postgres", "--trust-dir", "x")
+    pg_secrets = [d["metadata"]["name"] for d in yaml.safe_load_all(pg.stdout)
+                  if d and d["kind"] == "Secret"]  # fmt: skip
+    assert pg_secrets == ["meshfed-admin-token"]
+    assert [p.name for p in (tmp_path / "meshfed-trust").iterdir()] == ["admin.token"]
+    wrong = meshfed(
+        tmp_path, "--component", "agent", "--cluster", "east", "--registry-url", "r:9471",
+        "--trust-dir", "x",
+    )  # fmt: skip
     assert wrong.returncode == 2 and "--trust-dir" in wrong.stderr
+    assert not (tmp_path / "x").exists()
     # the default directory, relative to where install runs
     out = meshfed(tmp_path, "--component", "registry")
     assert out.returncode == 0, out.stderr
