@@ -130,16 +130,17 @@ def leadership_problem(e: Election) -> str | None:
 
 
 def readiness(s: Snapshot) -> list[str]:
-    """One `check: reason` line per failing readiness check (empty: ready)."""
+    """One `check: reason` line per failing readiness check (empty: ready).
+
+    Leader election is not one of them: the `meshfed-dns` Service selects the agent
+    pods, and a replica serves DNS from its view whether or not it leads, so a Lease
+    that cannot be renewed (an API server outage) must not empty the Service.
+    `meshfed_agent_leader_election_healthy` carries it for alerting instead."""
     problems = liveness(s)
     if not s.joined:
         problems.append("registry: not joined yet")
     if not s.source_listed:
         problems.append(f"source: initial list of the {s.source} not complete")
-    if s.election is not None:
-        why = leadership_problem(s.election)
-        if why is not None:
-            problems.append(f"leader election: {why}")
     return problems
 
 
@@ -178,6 +179,14 @@ def collect_metrics(s: Snapshot, rejected: Mapping[int, int]) -> list[Metric]:
         ),
         counter("import_views", "Import views applied to the sinks and DNS.", s.views_applied),
     ]
+    if s.election is not None:
+        out.append(
+            gauge(
+                "leader_election_healthy",
+                "1 when this replica leads or sees a live leader renew the Lease.",
+                leadership_problem(s.election) is None,
+            )
+        )
     if s.election is None:  # the only replica writes; with election the elector's series
         out.append(gauge("leader", "1: this replica writes (leader election off).", 1))
     if s.svid_expiry is not None:

@@ -97,9 +97,14 @@ def test_standby_that_sees_no_live_leader_is_not_ready() -> None:
     assert why is not None and "held by 'east-1'" in why and "unchanged for 40s" in why
     stuck = replace(STANDBY, holder="", unchanged_for=17.0)  # free but never taken
     assert "(free)" in (leadership_problem(stuck) or "")
-    assert readiness(replace(READY, election=stale)) == [f"leader election: {why}"]
+    # Not a readiness check (DNS must stay up through an API server outage): a metric.
+    assert readiness(replace(READY, election=stale)) == []
+    healthy = {m.name: m for m in collect_metrics(replace(READY, election=stale), {})}
+    assert healthy["meshfed_agent_leader_election_healthy"].samples[0].value == 0
+    fine = {m.name: m for m in collect_metrics(replace(READY, election=STANDBY), {})}
+    assert fine["meshfed_agent_leader_election_healthy"].samples[0].value == 1
     everything = replace(Snapshot(stopped=("source",)), election=unread)
-    assert len(readiness(everything)) == 4  # one line per failing check
+    assert len(readiness(everything)) == 3  # one line per failing check
 
 
 def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -423,7 +428,6 @@ async def test_leader_and_standby_are_both_ready_and_export_leadership(
             assert (await get(port_1, "/readyz")).body.splitlines() == [
                 "registry: not joined yet",
                 "source: initial list of the Kubernetes informers not complete",
-                "leader election: lease meshfed-system/meshfed-agent-east not read yet",
             ]
             async with running(*replicas):
 
