@@ -30,6 +30,10 @@ _SEGMENT_RE = re.compile(r"[A-Za-z0-9._-]+")
 MAX_TRUST_DOMAIN_BYTES = 255
 # SPIFFE-ID spec §2.3: SPIFFE IDs are at most 2048 bytes.
 MAX_SPIFFE_ID_BYTES = 2048
+# The trust domain of the store's certificates (`meshfed install --store etcd`: the
+# etcd peers' and the registry's client certificates, under their own store CA); no
+# cluster may take it (federation.registry.trust.RESERVED_TRUST_DOMAINS).
+STORE_TRUST_DOMAIN = "store.meshfed.local"
 
 
 def validate_trust_domain(name: str) -> str:

@@ -62,12 +62,12 @@ from trust_bundle.ca import (
     validate_intermediate_ca,
     validate_root_ca,
 )
+from trust_bundle.ids import STORE_TRUST_DOMAIN
 from trust_bundle.spiffe_bundle import certificate_fingerprint
 from trust_bundle.storage import write_file
 from trust_bundle.tlscert import LeafProfile, issue_leaf, validate_leaf
 
 DEFAULT_DIR = Path("meshfed-trust")
-STORE_TRUST_DOMAIN = "store.meshfed.local"
 STORE_CA_NAME = "store"
 # kubeadm's defaults for etcd: a 10-year CA (capped here by the root's notAfter) and
 # 1-year leaves (kubeadm `certificateValidityPeriod`, 8760h).

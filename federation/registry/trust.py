@@ -34,7 +34,6 @@ from federation.errors import (
     PermissionDenied,
     ValidationError,
 )
-from federation.install.trustdir import STORE_TRUST_DOMAIN
 from federation.model import CaMaterial, Cluster, TrustDomain
 from federation.registry.join_tokens import JoinTokens
 from federation.registry.join_tokens import digest as digest
@@ -66,6 +65,7 @@ from trust_bundle import (
     issue_svid,
 )
 from trust_bundle.exports import istio_cacerts, linkerd_identity
+from trust_bundle.ids import STORE_TRUST_DOMAIN
 from trust_bundle.spiffe_bundle import (
     DEFAULT_REFRESH_HINT,
     bundle_document,
