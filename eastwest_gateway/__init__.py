@@ -11,8 +11,9 @@ Thin asyncio shells: ``ingress`` (port 15443: passthrough and terminate),
 ``egress`` (local listeners with failover), ``relay`` (os.splice threads or
 asyncio copies), ``tlsstream`` (MemoryBIO TLS over raw sockets), ``probe``,
 ``admin`` (/metrics, /ready, /config), ``metrics``, ``net``, ``gateway`` (process
-composition, reload, drain), ``registry_mode`` (join, SVID renewal, Watch,
-health reports), ``snapshot`` (the state directory) and ``main`` (``run(argv) -> int``).
+composition, reload, drain), ``registry_mode`` (Watch, health reports) with
+``registry_identity`` (join, SVID renewal), ``snapshot`` (the state directory)
+and ``main`` (``run(argv) -> int``).
 
 Of meshfed it imports only ``federation.model``, ``federation.client``,
 ``federation.errors`` and ``trust_bundle`` (tests/test_import_contract.py).
