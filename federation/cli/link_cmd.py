@@ -294,7 +294,7 @@ def _unlink(ns: argparse.Namespace) -> int:
     ok = True
     with connect(ns) as api:
         if targets is not None:
-            ok = unlink_kube(ns, targets)
+            ok = unlink_kube(ns, targets, api)
         if api.find(f"/api/v1/links/{ns.a}/{ns.b}") is None:
             print(f"no link between {ns.a} and {ns.b} (unchanged)")
         else:

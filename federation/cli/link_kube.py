@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from discovery_sync.errors import DiscoveryError
 from federation.cli import linkplan as plan
-from federation.cli.apiclient import Client
+from federation.cli.apiclient import ApiError, Client
 from federation.cli.ui import Report
 
 SECTION_KUBE = "kubernetes"
@@ -182,6 +183,9 @@ def _credential(
     assert expires is not None
     previous = held if valid else None
     objs.ensure(plan.credential_secret(name, peer, lid, token["token"], expires, previous))
+    kept = {token["token"], *([previous[0]] if previous is not None else [])}
+    dropped = [t for t in (plan.tokens_of(live) if live is not None else ()) if t not in kept]
+    revoked = revoke_tokens(api, name, dropped)  # reusable: would join until they expire
     if previous is not None:
         detail = (
             f"rotated, expires {_until(expires, now)}; the previous token stays until "
@@ -191,8 +195,24 @@ def _credential(
         detail = f"renewed (the previous one expired), expires {_until(expires, now)}"
     else:
         detail = f"created, expires {_until(expires, now)}"
+    if revoked:
+        detail += f"; revoked {revoked} token(s) no longer in the Secret"
     report.add(SECTION_KUBE, line, "pass", detail)
     return expires
+
+
+def revoke_tokens(api: Client, cluster: str, tokens: Iterable[str]) -> int:
+    """Revoke `cluster`'s join tokens by their `<id>.` prefix; gone already is fine.
+    Returns how many the registry still held."""
+    count = 0
+    for token in tokens:
+        try:
+            api.delete(f"/api/v1/clusters/{cluster}/join-tokens/{token.split('.', 1)[0]}")
+            count += 1
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+    return count
 
 
 def _until(when: datetime, now: datetime) -> str:
@@ -201,8 +221,9 @@ def _until(when: datetime, now: datetime) -> str:
     return f"{plan.timestamp(when)} (in {left})"
 
 
-def unlink_kube(ns: argparse.Namespace, targets: dict[str, KubeTarget]) -> bool:
-    """Delete this link's objects from both clusters and release the shared ones."""
+def unlink_kube(ns: argparse.Namespace, targets: dict[str, KubeTarget], api: Client) -> bool:
+    """Delete this link's objects from both clusters and release the shared ones; the
+    join tokens in the deleted Secrets are revoked (reusable ones would still join)."""
     from discovery_sync.kube import objects as kube
 
     ok = True
@@ -221,6 +242,8 @@ def unlink_kube(ns: argparse.Namespace, targets: dict[str, KubeTarget]) -> bool:
                 ):
                     for obj in objs.list(kind, where, selector):
                         meta = obj["metadata"]
+                        if kind == kube.SECRET and revoke_tokens(api, name, plan.tokens_of(obj)):
+                            print(f"{name}: revoked the join tokens of {kube.describe(obj)}")
                         if objs.delete(kind, meta.get("namespace"), meta["name"]):
                             print(f"{name}: deleted {kube.describe(obj)}")
                 for kind_name, namespace, obj_name in plan.shared_candidates():

@@ -270,6 +270,20 @@ def credential_secret(
     return _obj("Secret", "v1", meta, type="Opaque", data=data)
 
 
+def tokens_of(secret: Obj) -> tuple[str, ...]:
+    """Every join token a credential Secret holds (current and previous), decoded."""
+    data = secret.get("data") or {}
+    out = []
+    for key in ("token", "previous-token"):
+        try:
+            token = base64.b64decode(data.get(key) or "").decode()
+        except ValueError:
+            continue
+        if "." in token:
+            out.append(token)
+    return tuple(out)
+
+
 def credential_of(secret: Obj) -> tuple[str, datetime] | None:
     """(token, expiry) held by a credential Secret, or None if it holds none."""
     token = (secret.get("data") or {}).get("token")

@@ -16,6 +16,7 @@ import yaml
 from cryptography import x509
 
 from federation.cli import linkplan as plan
+from federation.errors import InvalidToken
 from federation.registry.trust import TrustService
 from federation.store import Store
 from tests.cli.conftest import Registry
@@ -376,6 +377,24 @@ def test_link_writes_a_reusable_token_every_agent_restart_joins_with(
     new = base64.b64decode(rotated["token"]).decode()
     assert base64.b64decode(rotated["previous-token"]).decode() == token != new
     assert _redeem(registry, new) == _redeem(registry, new) == _redeem(registry, token) == "ux"
+
+    # rotating again drops the first token from the Secret: it is revoked, not left to
+    # join until it expires (reusable); the two the Secret holds still join
+    out = link_json(registry, "ux", "uy", "--kubeconfig", cfg, "--rotate-credentials")
+    line = next(c for c in out["checks"] if c["name"].startswith("ux: join token"))
+    assert "revoked 1 token(s)" in line["detail"], line
+    with pytest.raises(InvalidToken):
+        _redeem(registry, token)
+    latest = obj(one, "secrets", "meshfed-system", "meshfed-agent-join-uy")["data"]
+    held = [base64.b64decode(latest[k]).decode() for k in ("token", "previous-token")]
+    assert held[1] == new and all(_redeem(registry, t) == "ux" for t in held)
+
+    # unlink deletes the Secret and revokes what it held
+    unlinked = registry.ok("unlink", "ux", "uy", "--kubeconfig", cfg)
+    assert "revoked the join tokens" in unlinked
+    for t in held:
+        with pytest.raises(InvalidToken):
+            _redeem(registry, t)
 
 
 @pytest.mark.parametrize(
