@@ -19,6 +19,12 @@ DNS answers and its imports file (local, per replica) warm, so taking over costs
 diff. Its Kubernetes client is fenced (`kube.lease.FencedApiClient`): a write is
 refused unless the lease's renew deadline is still ahead, so losing the lease stops
 writes at once, before the leader's tasks are even cancelled.
+
+With Kubernetes the writer (the leader, or the only agent) also keeps the ConfigMap
+`meshfed-registry-ca` in its namespace (`lease_namespace`, the install namespace)
+holding the roots of its trust domain's bundle from the Watch
+(`kube.registry_ca`), so a pod started after a root rotation's activate or retire
+(a restart, a scale-up) verifies the registry with the roots it signs under now.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from discovery_sync.kube.lease import (
     default_identity,
     lease_name,
 )
+from discovery_sync.kube.registry_ca import RegistryCaWriter
 from discovery_sync.kube.sink import KubeSink
 from discovery_sync.kube.source import KubeSource
 from discovery_sync.latest import Latest
@@ -101,6 +108,8 @@ class AgentConfig:
     lease_namespace: str = DEFAULT_NAMESPACE
     identity: str = ""  # default: <hostname>_<pid>
     lease_timing: Timing = field(default_factory=Timing)
+    # keep the ConfigMap meshfed-registry-ca in lease_namespace current (Kubernetes only)
+    registry_ca_configmap: bool = True
 
 
 def default_join_address(registry: str) -> str:
@@ -120,6 +129,7 @@ class Agent:
         self.kube_api: KubeApi | None = None
         self.kube_source: KubeSource | None = None
         self.kube_sink: KubeSink | None = None
+        self.registry_ca: RegistryCaWriter | None = None  # None on a follower
         self.elector: LeaderElector | None = None
         self.views_applied = 0
         self._gc_frozen = False
@@ -160,6 +170,10 @@ class Agent:
                     if self.kube_sink is not None:
                         tasks.append(
                             asyncio.create_task(self.kube_sink.run_resync(), name="resync")
+                        )
+                    if self.registry_ca is not None:
+                        tasks.append(
+                            asyncio.create_task(self.registry_ca.run_resync(), name="ca-resync")
                         )
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
@@ -223,6 +237,8 @@ class Agent:
         self.kube_api = KubeApi(api_client)
         if cfg.kube_sink and self.elector is None:
             self.kube_sink = self._new_sink()
+        if self.elector is None:
+            self.registry_ca = self._new_ca_writer()
         self.kube_source = _LeaderSource(
             self.kube_api,
             self.exports.publish,
@@ -239,6 +255,12 @@ class Agent:
             self.kube_api,
             slice_targets(cfg.cluster, self.watch_view, cfg.egress_addresses, cfg.locality),
         )
+
+    def _new_ca_writer(self) -> RegistryCaWriter | None:
+        cfg = self.config
+        if not cfg.registry_ca_configmap or self.kube_api is None:
+            return None
+        return RegistryCaWriter(self.kube_api, cfg.lease_namespace, cfg.trust_domain)
 
     def _may_write(self) -> bool:
         return self.elector is None or self.elector.is_leader()
@@ -279,12 +301,18 @@ class Agent:
         """One term: catch the cluster up (conditions, imports), then report and resync."""
         sink = self._new_sink() if self.config.kube_sink else None
         self.kube_sink = sink  # a fresh sink relists, so a follower's gap is repaired
+        ca_writer = self._new_ca_writer()  # reads the ConfigMap again at its first view
+        self.registry_ca = ca_writer
         tasks = [asyncio.create_task(self._report(registry), name="report")]
         if sink is not None:
             tasks.append(asyncio.create_task(sink.run_resync(), name="resync"))
+        if ca_writer is not None:
+            tasks.append(asyncio.create_task(ca_writer.run_resync(), name="ca-resync"))
         try:
             if self.kube_source is not None:
                 await self.kube_source.write_status(None)
+            if ca_writer is not None and self.view is not None:
+                await ca_writer.apply(self.watch_view.items.bundles)
             if sink is not None and self.view is not None:
                 await self._apply_kube(sink, self.view)
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -292,6 +320,7 @@ class Agent:
                 task.result()
         finally:
             self.kube_sink = None
+            self.registry_ca = None
             self.reported = frozenset()
             self.export_stream_up = False
             for task in tasks:
@@ -353,8 +382,15 @@ class Agent:
             self.watch_view = watch_view
             if registry.adopt_bundles(watch_view.items.bundles) is not None:
                 self._renew_wake.set()  # a root rotation was activated: renew now
+            await self._apply_registry_ca(watch_view)
             view = import_view(self.config.cluster, watch_view, self.cidr, previous=self.view)
             await self.apply(view)
+
+    async def _apply_registry_ca(self, watch_view: WatchView) -> None:
+        """The ConfigMap meshfed-registry-ca follows the roots (writer only; never raises)."""
+        writer = self.registry_ca  # None on a follower and without Kubernetes
+        if writer is not None and self._may_write():
+            await writer.apply(watch_view.items.bundles)
 
     async def apply(self, view: ImportView) -> None:
         """Hand a new view to every sink; a failing sink does not stop the others."""

@@ -47,10 +47,15 @@ SERVICES = Resource("services", "Service")
 ENDPOINT_SLICES = Resource("endpointslices", "EndpointSlice", "discovery.k8s.io")
 SERVICE_EXPORTS = Resource("serviceexports", "ServiceExport", MCS_GROUP, MCS_VERSION)
 SERVICE_IMPORTS = Resource("serviceimports", "ServiceImport", MCS_GROUP, MCS_VERSION)
+CONFIG_MAPS = Resource("configmaps", "ConfigMap")  # only meshfed-registry-ca (registry_ca.py)
 
 
 # Built-in resources through their typed API: plural -> (KubeApi attribute, singular).
-_TYPED = {"services": ("core", "service"), "endpointslices": ("discovery", "endpoint_slice")}
+_TYPED = {
+    "services": ("core", "service"),
+    "endpointslices": ("discovery", "endpoint_slice"),
+    "configmaps": ("core", "config_map"),
+}
 
 
 def _translate(err: Exception, what: str) -> KubeError:

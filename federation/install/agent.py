@@ -16,6 +16,17 @@ requests the agent's source and sink make to the fake API server):
 - leader election: the Lease `meshfed-agent-<cluster>` in the install namespace
   (`LEASE_RULES`, a Role there: get, create, update; `discovery_sync/kube/lease.py`).
 
+- the registry's roots: the leader keeps the ConfigMap `meshfed-registry-ca` in the
+  install namespace current through a root rotation (`discovery_sync/kube/registry_ca.py`):
+  `REGISTRY_CA_RULES`, a Role there. get and update are limited to that one name
+  (`resourceNames`); create cannot be (Kubernetes RBAC: the name of an object being
+  created is not known when the request is authorized), so it is a rule of its own,
+  the one the RBAC docs suggest, bounded by the Role to the install namespace. The
+  installer does not render the ConfigMap instead (an empty one would replace the
+  roots the operator put there at every `kubectl apply`, and a pod mounting it could
+  not verify the registry): the operator creates it before install, and the agent
+  only creates it again if someone deleted it.
+
 Only the Lease holder writes, so two replicas (a warm standby that takes over
 within the Lease duration) and a rolling update (a new pod next to the old ones)
 are safe; both replicas join with the cluster's reusable join token.
@@ -31,6 +42,7 @@ import yaml
 from federation.install.common import (
     AGENT_ADMIN_PORT,
     DNS_PORT,
+    REGISTRY_CA_CONFIGMAP,
     REGISTRY_CA_DIR,
     Obj,
     Options,
@@ -65,6 +77,12 @@ READ_RULES: tuple[Rule, ...] = (
     (MCS, "serviceimports", ("list",)),
 )
 LEASE_RULES: tuple[Rule, ...] = (("coordination.k8s.io", "leases", ("create", "get", "update")),)
+# (apiGroup, resource, verbs, resourceNames): () = any name (create cannot be restricted)
+NamedRule = tuple[str, str, tuple[str, ...], tuple[str, ...]]
+REGISTRY_CA_RULES: tuple[NamedRule, ...] = (
+    ("", "configmaps", ("get", "update"), (REGISTRY_CA_CONFIGMAP,)),
+    ("", "configmaps", ("create",), ()),
+)
 DEFAULT_LEASE_NAMESPACE = "meshfed-system"  # the agent's --lease-namespace default
 WRITE_RULES: tuple[Rule, ...] = (
     ("discovery.k8s.io", "endpointslices", ("create", "delete", "update")),
@@ -108,6 +126,16 @@ def _rules(rules: tuple[Rule, ...]) -> list[Obj]:
     ]
 
 
+def _named_rules(rules: tuple[NamedRule, ...]) -> list[Obj]:
+    out: list[Obj] = []
+    for group, resource, verbs, names in rules:
+        rule: Obj = {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+        if names:
+            rule["resourceNames"] = list(names)
+        out.append(rule)
+    return out
+
+
 def rbac(opts: Options) -> list[Obj]:
     lbls = agent_labels(opts)
     subject = [{"kind": "ServiceAccount", "name": NAME, "namespace": opts.namespace}]
@@ -142,6 +170,22 @@ def rbac(opts: Options) -> list[Obj]:
             "RoleBinding",
             meta(lease, lbls, opts.namespace),
             roleRef={"apiGroup": RBAC, "kind": "Role", "name": lease},
+            subjects=subject,
+        ),
+    ]
+    ca = f"{NAME}-registry-ca"
+    out += [
+        obj(
+            f"{RBAC}/v1",
+            "Role",
+            meta(ca, lbls, opts.namespace),
+            rules=_named_rules(REGISTRY_CA_RULES),
+        ),
+        obj(
+            f"{RBAC}/v1",
+            "RoleBinding",
+            meta(ca, lbls, opts.namespace),
+            roleRef={"apiGroup": RBAC, "kind": "Role", "name": ca},
             subjects=subject,
         ),
     ]

@@ -3,7 +3,8 @@
 The agent's real Kubernetes source and sink (`discovery_sync.kube`) run against the
 fake API server through every path that talks to Kubernetes (list and watch, export
 status with a 409 retry, import create / status / replace / delete, EndpointSlice
-create / replace / delete); every request the fake served is turned into the
+create / replace / delete, the ConfigMap `meshfed-registry-ca` read / create / update
+by `discovery_sync.kube.registry_ca`); every request the fake served is turned into the
 (apiGroup, resource, verb) it needs, and that set must equal the rules `meshfed
 install` renders — no missing permission, no extra one. The test's own setup writes
 go straight to the fake's store, so only the agent's requests are recorded.
@@ -17,15 +18,20 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
 from discovery_sync.kube import conditions
 from discovery_sync.kube.lease import LeaderElector, LeaseClient, lease_name
+from discovery_sync.kube.registry_ca import RegistryCaWriter
 from discovery_sync.leader import Timing
 from federation.install import Options, agent, render
-from tests.discovery.kube_pipeline import Pipeline, eventually
+from federation.install.common import REGISTRY_CA_CONFIGMAP
+from federation.model import TrustDomain
+from tests.discovery.kube_pipeline import Pipeline, eventually, kube_api
 from tests.fakekube import FakeKube
 from tests.fakekube.server import _parse_path
+from trust_bundle import create_root_ca
 
 Perm = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
 MCS = ("multicluster.x-k8s.io", "v1alpha1")
@@ -44,6 +50,17 @@ def permission(method: str, target: str) -> tuple[Perm, str]:
         "DELETE": "delete",
     }[method]
     return (group, f"{plural}/{sub}" if sub else plural, verb), ns
+
+
+def named_requests(requests: list[tuple[str, str]], resource: str) -> dict[str, set[str]]:
+    """verb -> the object names its requests on `resource` carried in the path ("" for
+    a create: the name is in the body, which RBAC's resourceNames cannot see)."""
+    out: dict[str, set[str]] = {}
+    for method, target in requests:
+        (_, res, verb), _ = permission(method, target)
+        if res == resource:
+            out.setdefault(verb, set()).add(_parse_path(urlsplit(target).path)[4])
+    return out
 
 
 def rendered_rules(opts: Options) -> dict[str, set[Perm]]:
@@ -147,10 +164,30 @@ async def exercise_the_election(kube: FakeKube, namespace: str) -> None:
         assert elector.stats.released == 1
 
 
+async def exercise_the_registry_ca(kube: FakeKube, namespace: str) -> None:
+    """Create, update (after a 409: read again), resync of the registry's roots."""
+
+    def bundle(*n: int) -> dict[str, TrustDomain]:
+        return {"east.test": TrustDomain("east.test", tuple(roots[i] for i in n))}
+
+    now = datetime.now(UTC)
+    roots = [
+        create_root_ca(now).certificate.public_bytes(serialization.Encoding.PEM).decode()
+        for _ in range(2)
+    ]
+    writer = RegistryCaWriter(kube_api(kube), namespace, "east.test")
+    await writer.apply(bundle(0))
+    kube.fail_next("update", "configmaps", 409, "Conflict")
+    await writer.apply(bundle(0, 1))
+    await writer.resync()
+    assert (writer.stats.creates, writer.stats.updates, writer.stats.failures) == (1, 1, 0)
+
+
 async def test_rbac_equals_what_the_agent_calls() -> None:
     with FakeKube(bookmark_interval=0.2) as kube:
         await exercise_the_agent(kube)
         await exercise_the_election(kube, "meshfed-system")
+        await exercise_the_registry_ca(kube, "meshfed-system")
         requests = list(kube.requests)
     used: set[Perm] = set()
     cluster_wide: set[Perm] = set()
@@ -167,6 +204,7 @@ async def test_rbac_equals_what_the_agent_calls() -> None:
     assert (MCS[0], "serviceimports", "update") in used
     assert ("discovery.k8s.io", "endpointslices", "delete") in used
     assert ("coordination.k8s.io", "leases", "update") in used  # renew and release
+    assert ("", "configmaps", "create") in used and ("", "configmaps", "update") in used
 
     opts = Options(("agent",), cluster="east", registry="r.example.com:9471")
     rules = rendered_rules(opts)
@@ -181,9 +219,26 @@ async def test_rbac_equals_what_the_agent_calls() -> None:
     lease = rules["meshfed-agent-leader-election"]  # a Role in the install namespace
     assert {p for p in used if p[1] == "leases"} == lease
     assert all(namespaces[p] == {"meshfed-system"} for p in lease)
+    ca = rules["meshfed-agent-registry-ca"]  # a Role in the install namespace too
+    assert {p for p in used if p[1] == "configmaps"} == ca
+    assert all(namespaces[p] == {"meshfed-system"} for p in ca)
+    # resourceNames: get and update name the one ConfigMap; create cannot be named
+    ca_role = next(o for o in render(opts) if o["metadata"]["name"] == "meshfed-agent-registry-ca")
+    assert ca_role["kind"] == "Role"
+    by_verb: dict[str, set[str]] = {}
+    for rule in ca_role["rules"]:
+        for verb in rule["verbs"]:
+            by_verb.setdefault(verb, set()).update(rule.get("resourceNames") or [""])
+    assert named_requests(requests, "configmaps") == by_verb
+    assert by_verb == {
+        "get": {REGISTRY_CA_CONFIGMAP},
+        "update": {REGISTRY_CA_CONFIGMAP},
+        "create": {""},
+    }
     # the renderer's tables are the source of the rules
     assert read == {(g, r, v) for g, r, vs in agent.READ_RULES for v in vs}
     assert write == {(g, r, v) for g, r, vs in agent.WRITE_RULES for v in vs}
+    assert ca == {(g, r, v) for g, r, vs, _ in agent.REGISTRY_CA_RULES for v in vs}
 
 
 def test_agent_namespaces_scope_the_writes_with_rolebindings() -> None:
@@ -196,6 +251,7 @@ def test_agent_namespaces_scope_the_writes_with_rolebindings() -> None:
         ("RoleBinding", "shop", "meshfed-agent-write-meshfed-system"),
         ("RoleBinding", "pay", "meshfed-agent-write-meshfed-system"),
         ("RoleBinding", "meshfed-system", "meshfed-agent-leader-election"),
+        ("RoleBinding", "meshfed-system", "meshfed-agent-registry-ca"),
     }
     args = next(o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"][
         "containers"
