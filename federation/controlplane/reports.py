@@ -9,7 +9,6 @@ executes the plan against the store under the stream's lease.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -35,14 +34,7 @@ class ServiceWrite:
 class ReportPlan:
     full_state: bool
     writes: tuple[ServiceWrite, ...]
-    removals: tuple[ServiceKey, ...]
-
-    def stale(self, held: Iterable[ServiceKey]) -> tuple[ServiceKey, ...]:
-        """For a full-state report: services held for the cluster that it no longer lists."""
-        if not self.full_state:
-            return ()
-        listed = {w.service for w in self.writes}
-        return tuple(sorted({k for k in held if k not in listed}, key=str))
+    removals: tuple[ServiceKey, ...]  # deltas only: a full state removes what it omits
 
 
 def _own(cluster: str, record_cluster: str, where: str) -> None:

@@ -21,6 +21,12 @@ from cryptography import x509
 from federation.controlplane import meshfed_pb2 as pb
 from federation.controlplane import meshfed_pb2_grpc as pbg
 from federation.controlplane.convert import at, timestamp
+from federation.controlplane.fullstate import (
+    Held,
+    endpoints_prefix,
+    export_key,
+    plan_full_state,
+)
 from federation.controlplane.health import Probe, apply_probe, directions, gateway_health
 from federation.controlplane.identity import (
     AGENT,
@@ -32,11 +38,12 @@ from federation.controlplane.identity import (
     require,
     require_own_identity,
 )
-from federation.controlplane.reports import ReportPlan, plan_report
+from federation.controlplane.reports import ReportPlan, ServiceWrite, plan_report
 from federation.controlplane.settings import Settings
 from federation.controlplane.status import boundary
 from federation.controlplane.watch import WatchStream
 from federation.errors import (
+    AlreadyExists,
     Conflict,
     LeaseNotFound,
     NotFound,
@@ -44,9 +51,11 @@ from federation.errors import (
     StoreError,
     ValidationError,
 )
-from federation.model import BundleReport, Link, ServiceKey
+from federation.model import BundleReport, Link, ServiceExport, ServiceKey
 from federation.model import validation as v
 from federation.store import Store
+from federation.store.backend import KeyValue
+from federation.store.typed import storage_key
 from trust_bundle.svid import parse_csr, verify_csr
 
 log = logging.getLogger("meshfed.controlplane")
@@ -55,6 +64,12 @@ Clock = Callable[[], datetime]
 # Compare-and-swap retries for a link or gateway status update: each retry means
 # another writer got in between; a handful is plenty.
 CAS_ATTEMPTS = 8
+# A full state's transactions that may meet a concurrent writer (another replica
+# of the cluster's agent) before the stream gives up with ABORTED; each one is
+# re-read and re-planned first (Store.replace_endpoints allows as many per service).
+FULL_STATE_ATTEMPTS = 5
+# Services whose endpoints a full state reads at once (one ranged read each).
+READ_CONCURRENCY = 16
 # Roots one health report may list: a bundle holds one root, two during a rotation;
 # 16 leaves room for other federations' bundles and bounds what a caller can write.
 MAX_REPORTED_ROOTS = 16
@@ -268,28 +283,79 @@ class EndpointSession:
             first = False
 
     async def apply(self, plan: ReportPlan) -> None:
-        store, cluster = self.store, self.cluster
-        if plan.full_state:
-            held = {
-                v.record.service for v in await store.exports.list() if v.record.cluster == cluster
-            }
-            for key in plan.stale(held):
+        if plan.full_state:  # lists everything: nothing to remove (plan_report)
+            await self._apply_full_state(plan.writes)
+        else:
+            for write in plan.writes:
+                await self._upsert(write)
+            for key in plan.removals:
                 await self._remove(key)
-        for write in plan.writes:
-            current = await store.exports.find(write.export.key)
-            if current is None or current.record != write.export or current.lease != self.lease:
-                await store.exports.put(write.export, lease=self.lease)
-            self.revision = await store.replace_endpoints(
-                cluster,
-                write.service.namespace,
-                write.service.name,
-                write.endpoints,
-                lease=self.lease,
-            )
-            self.held.add(write.service)
-        for key in plan.removals:
-            await self._remove(key)
-        self.revision = max(self.revision, await store.revision())
+        self.revision = max(self.revision, await self.store.revision())
+
+    async def _upsert(self, write: ServiceWrite) -> None:
+        store = self.store
+        current = await store.exports.find(write.export.key)
+        if current is None or current.record != write.export or current.lease != self.lease:
+            await store.exports.put(write.export, lease=self.lease)
+        self.revision = await store.replace_endpoints(
+            self.cluster,
+            write.service.namespace,
+            write.service.name,
+            write.endpoints,
+            lease=self.lease,
+        )
+        self.held.add(write.service)
+
+    async def _apply_full_state(self, writes: tuple[ServiceWrite, ...]) -> None:
+        """Replace what the store holds for the cluster in a few transactions
+        (`fullstate.plan_full_state`), each holding whole services; a transaction
+        that meets a concurrent writer is re-read and re-planned (its services only)."""
+        prefix = storage_key(ServiceExport.KIND, "")
+        exports, _ = await self.store.backend.list(prefix)
+        held_exports: dict[ServiceKey, KeyValue] = {}
+        for kv in exports:
+            namespace, name, cluster = kv.key[len(prefix) :].split("/")
+            if cluster == self.cluster:
+                held_exports[ServiceKey(namespace, name)] = kv
+        keys = set(held_exports) | {w.service for w in writes}
+        held = await self._read_endpoints(keys, held_exports)
+        pending = plan_full_state(writes, held, self.lease)
+        by_key = {w.service: w for w in writes}
+        attempts = 0
+        while pending:
+            txn = pending.pop(0)
+            try:
+                self.revision = max(self.revision, await self.store.commit(txn.ops))
+            except (Conflict, AlreadyExists, NotFound):
+                attempts += 1
+                if attempts >= FULL_STATE_ATTEMPTS:
+                    raise
+                again = await self._read_held(txn.services)
+                retry = [by_key[k] for k in txn.services if k in by_key]
+                pending[:0] = plan_full_state(retry, again, self.lease)
+        self.held = set(by_key)
+
+    async def _read_held(self, keys: tuple[ServiceKey, ...]) -> dict[ServiceKey, Held]:
+        exports: dict[ServiceKey, KeyValue] = {}
+        for key in keys:
+            kv = await self.store.backend.get(export_key(key, self.cluster))
+            if kv is not None:
+                exports[key] = kv
+        return await self._read_endpoints(set(keys), exports)
+
+    async def _read_endpoints(
+        self, keys: set[ServiceKey], exports: dict[ServiceKey, KeyValue]
+    ) -> dict[ServiceKey, Held]:
+        """Each service's export (given) and endpoints in this cluster, read
+        `READ_CONCURRENCY` services at a time."""
+        gate = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def read(key: ServiceKey) -> tuple[ServiceKey, Held]:
+            async with gate:
+                eps, _ = await self.store.backend.list(endpoints_prefix(key, self.cluster))
+            return key, Held(exports.get(key), tuple(eps))
+
+        return dict(await asyncio.gather(*(read(k) for k in sorted(keys, key=str))))
 
     async def _remove(self, key: ServiceKey) -> None:
         await self.store.replace_endpoints(self.cluster, key.namespace, key.name, ())
