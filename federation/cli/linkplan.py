@@ -6,7 +6,8 @@ shared by every link of that cluster (the links using one are listed in its
 `meshfed.io/links` annotation; `meshfed unlink` deletes it with the last of them):
   Namespace       meshfed-system
   ServiceAccount  meshfed-system/meshfed-agent
-  Role, RoleBinding meshfed-system/meshfed-agent-leader-election   (leases)
+  Role, RoleBinding meshfed-system/meshfed-agent-leader-election   (leases; the
+                  ConfigMap meshfed-registry-ca the leader keeps current)
   --mesh istio:   Namespace istio-system, Secret istio-system/cacerts
   --mesh linkerd: Namespace linkerd, Secret linkerd/linkerd-identity-issuer,
                   ConfigMap linkerd/linkerd-identity-trust-roots
@@ -37,6 +38,7 @@ Obj = dict[str, Any]
 SYSTEM_NAMESPACE = "meshfed-system"
 SERVICE_ACCOUNT = "meshfed-agent"
 LEADER_ELECTION = "meshfed-agent-leader-election"
+REGISTRY_CA_CONFIGMAP = "meshfed-registry-ca"  # discovery_sync.kube.registry_ca.CONFIGMAP
 CREDENTIAL_PREFIX = "meshfed-agent-join-"
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -74,7 +76,17 @@ LEASE_RULES: list[Obj] = [
         "apiGroups": ["coordination.k8s.io"],
         "resources": ["leases"],
         "verbs": ["get", "create", "update"],
-    }
+    },
+    # The leader keeps the ConfigMap agents and gateways verify the registry with
+    # current through root rotations (discovery_sync.kube.registry_ca); create cannot
+    # be limited by name in RBAC, so it has a rule of its own (in this namespace only).
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": [REGISTRY_CA_CONFIGMAP],
+        "verbs": ["get", "update"],
+    },
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
 ]
 
 

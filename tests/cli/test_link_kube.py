@@ -419,3 +419,14 @@ def test_bad_kubernetes_arguments_exit_2_naming_the_value(
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert named in result.stderr
     assert not result.stdout
+
+
+def test_link_grants_the_agent_what_meshfed_install_grants_for_the_registry_ca() -> None:
+    """The leader keeps `meshfed-registry-ca` current (discovery_sync.kube.registry_ca);
+    tests/install/test_rbac.py checks the install's rules against what the agent
+    calls, so a linked agent's Role must carry the same ConfigMap rules."""
+    from federation.install.agent import REGISTRY_CA_RULES, _named_rules
+
+    (role,) = [o for o in plan.shared_objects("none", None) if o["kind"] == "Role"]
+    configmap_rules = [r for r in role["rules"] if r["resources"] == ["configmaps"]]
+    assert configmap_rules == _named_rules(REGISTRY_CA_RULES)
