@@ -6,7 +6,9 @@ under a lease (full state first, then deltas; on any stream failure it reconnect
 with backoff and starts over with the full state); `follow` keeps the cluster's
 import view (resuming from the last revision, keeping the last view while the
 registry is away); every new view goes to the sinks (Kubernetes MCS objects,
-the imports file) and the DNS server. The SVID is renewed at half its lifetime.
+the imports file) and the DNS server. Joining and renewing the SVID (at half its
+lifetime, or on a root rotation) is the mixin `agent_identity.AgentIdentity`;
+`AgentConfig` and `read_ca` live in agent_config.py (re-exported here).
 
 Nothing here deletes what was written when the registry is unreachable: sinks
 only change on a new view, and a view only comes from the registry.
@@ -34,21 +36,22 @@ import contextlib
 import gc
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from discovery_sync.agent_config import AgentConfig as AgentConfig
+from discovery_sync.agent_config import default_join_address as default_join_address
+from discovery_sync.agent_config import read_ca as read_ca
+from discovery_sync.agent_identity import AgentIdentity
 from discovery_sync.backoff import Backoff
 from discovery_sync.dns.server import DnsServer
 from discovery_sync.dns.zone import compile_zone
 from discovery_sync.errors import DiscoveryError, SourceError
 from discovery_sync.imports_file import dump, write_atomic
-from discovery_sync.ipam import DEFAULT_CIDR, parse_cidr
+from discovery_sync.ipam import parse_cidr
 from discovery_sync.kube import conditions
 from discovery_sync.kube.api import KubeApi, load_client
 from discovery_sync.kube.lease import (
-    DEFAULT_NAMESPACE,
     FencedApiClient,
     LeaderElector,
     LeaseClient,
@@ -59,24 +62,17 @@ from discovery_sync.kube.registry_ca import RegistryCaWriter
 from discovery_sync.kube.sink import KubeSink
 from discovery_sync.kube.source import KubeSource
 from discovery_sync.latest import Latest
-from discovery_sync.leader import Timing
 from discovery_sync.registry_view import export_delta, import_view, slice_targets
-from discovery_sync.sources.kube import NamespaceFilter
 from discovery_sync.sources.poll import watch_static
-from discovery_sync.types import ImportView, Locality, LocalService
+from discovery_sync.types import ImportView, LocalService
 from federation.client import (
     ControlPlaneClient,
     ExportedService,
-    Identity,
-    RegistryError,
     RegistryUnavailable,
     WatchView,
-    join,
 )
-from federation.client.rotation import rotation_renewal
-from federation.errors import FederationError, InvalidToken, PermissionDenied
+from federation.errors import FederationError
 from federation.model import ServiceKey
-from trust_bundle.renewal import jitter_from_seed, renewal_time
 
 EXPORT_RETRY_MAX = 5.0  # seconds; a third of the registry's default 15 s lease TTL
 
@@ -85,39 +81,7 @@ log = logging.getLogger("meshfed.agent")
 Exports = Mapping[ServiceKey, LocalService]
 
 
-@dataclass(frozen=True)
-class AgentConfig:
-    cluster: str
-    registry: str  # host:port of the control plane (mTLS)
-    join_token: str
-    trust_domain: str
-    registry_ca: bytes  # federation roots: verify the registry before the token is sent
-    join_address: str = ""  # default: the control plane port + 1 (docs/controlplane.md)
-    kubeconfig: str | None = None
-    context: str | None = None
-    in_cluster: bool = False
-    static_file: str | None = None
-    imports_file: str | None = None
-    dns_listen: tuple[str, int] | None = None
-    locality: Locality = field(default_factory=Locality)
-    namespaces: NamespaceFilter = field(default_factory=NamespaceFilter)
-    egress_addresses: tuple[str, ...] = ()
-    clusterset_cidr: str = DEFAULT_CIDR
-    kube_sink: bool = True
-    leader_elect: bool = False  # only with Kubernetes (the Lease lives there)
-    lease_namespace: str = DEFAULT_NAMESPACE
-    identity: str = ""  # default: <hostname>_<pid>
-    lease_timing: Timing = field(default_factory=Timing)
-    # keep the ConfigMap meshfed-registry-ca in lease_namespace current (Kubernetes only)
-    registry_ca_configmap: bool = True
-
-
-def default_join_address(registry: str) -> str:
-    host, _, port = registry.rpartition(":")
-    return f"{host}:{int(port) + 1}"
-
-
-class Agent:
+class Agent(AgentIdentity):
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.cidr = parse_cidr(config.clusterset_cidr)
@@ -195,26 +159,6 @@ class Agent:
                 await self.dns.close()
             if self.kube_api is not None:
                 self.kube_api.close()
-
-    async def _join(self) -> Identity:
-        cfg = self.config
-        backoff = Backoff(initial=1.0, maximum=30.0)
-        while True:
-            try:
-                return await join(
-                    cfg.join_address or default_join_address(cfg.registry),
-                    cfg.join_token,
-                    cluster=cfg.cluster,
-                    component="agent",
-                    trust_domain=cfg.trust_domain,
-                    ca_pem=cfg.registry_ca,
-                )
-            except (InvalidToken, PermissionDenied):
-                raise  # retrying cannot help: the operator needs a new token
-            except FederationError as err:
-                delay = backoff.next()
-                log.warning("join failed (%s); retrying in %.1fs", err, delay)
-                await asyncio.sleep(delay)
 
     # --- exports -----------------------------------------------------------------------
 
@@ -434,40 +378,6 @@ class Agent:
         gc.collect()
         gc.freeze()
 
-    # --- identity ------------------------------------------------------------------------
-
-    async def _renew(self, registry: ControlPlaneClient) -> None:
-        """Renew at (jittered) half lifetime, or at once when the Watch shows that the
-        registry signs under another root now (federation.client.rotation)."""
-        backoff = Backoff(initial=1.0, maximum=60.0)
-        while True:
-            identity = registry.identity
-            reason = rotation_renewal(identity, self.watch_view.items.bundles)
-            if reason is None:
-                due = renewal_time(
-                    identity.not_before, identity.not_after, jitter_from_seed(identity.spiffe_id)
-                )
-                wait = (due - datetime.now(UTC)).total_seconds()
-                if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._renew_wake.wait(), wait)
-                    self._renew_wake.clear()
-                    continue  # woken by a rotation, or due now: decide again
-                reason = "half lifetime"
-            try:
-                renewed = await registry.renew()
-            except (RegistryError, FederationError) as err:
-                delay = backoff.next()
-                log.warning("SVID renewal failed (%s); retrying in %.1fs", err, delay)
-                await asyncio.sleep(delay)
-                continue
-            self.renewals += 1
-            log.info("SVID renewed (%s), valid until %s", reason, renewed.not_after)
-            if rotation_renewal(renewed, self.watch_view.items.bundles) is None:
-                backoff.reset()
-            else:  # signed before the registry re-issued our intermediate: back off, retry
-                await asyncio.sleep(backoff.next())
-
 
 class _LeaderSource(KubeSource):
     """The Kubernetes source; a follower watches but writes no ServiceExport status.
@@ -487,16 +397,6 @@ class _LeaderSource(KubeSource):
 
 def _exported(services: Iterable[LocalService]) -> list[ExportedService]:
     return [ExportedService(s.export, tuple(s.endpoints)) for s in services]
-
-
-def read_ca(path: str) -> bytes:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise SourceError("--registry-ca", f"cannot read {path}: {err.strerror}") from err
-    if b"-----BEGIN CERTIFICATE-----" not in data:
-        raise SourceError("--registry-ca", f"{path} holds no PEM certificate")
-    return data
 
 
 async def _next_or_end(
