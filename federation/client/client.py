@@ -50,11 +50,18 @@ log = logging.getLogger("meshfed.client")
 # Client keepalive: ping every 10 s, give up after 5 s without an answer, so a
 # dead registry is noticed and the watch reconnects (grpc.io keepalive guide; the
 # server permits pings every 5 s: federation.controlplane.settings).
+# The channel's own reconnect backoff is capped like `follow`'s (BACKOFF_MAX below):
+# with gRPC's default 120 s cap a channel that failed through a 30 s registry outage
+# waited 10-17 s more before dialling again, answering every call meanwhile with the
+# last "connection refused", so agents re-reported after the leases the restarted
+# registry had renewed for one TTL ran out (e2e drill 5 caught it).
 CHANNEL_OPTIONS = (
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 1_000),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
 )
 # Reconnect backoff for `follow`: gRPC's connection-backoff defaults
 # (doc/connection-backoff.md: 1 s initial, x1.6, 120 s max, 20 % jitter), capped
