@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -23,8 +24,10 @@ from federation.cli import (
     store_cmd,
     trust_cmd,
 )
+from federation.cli.context import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what git and Go tools return when the reader left
 
 # Components with their own argument parsers: `meshfed <name> ...` hands the rest of
 # the command line to `<module>.run(argv)`. Imported lazily so `meshfed store`
@@ -72,9 +75,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # inside the try: a reader gone by now is a broken pipe too
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130  # 128 + SIGINT, the shell convention
+    except ConfigError as exc:  # commands outside `apiclient.command` (meshfed config ...)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, context.UsageError) else EXIT_FAILED
+    except BrokenPipeError:
+        # `meshfed ... | head -1`: the reader left. Point stdout at devnull so the
+        # interpreter's final flush does not fail again, and exit as SIGPIPE would
+        # (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return code
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from federation.cli.context import ConfigError, Target, resolve
+from federation.cli.context import ConfigError, Target, UsageError, resolve
 
 TIMEOUT = 15.0  # seconds per request; CA issuance takes milliseconds, so this is generous
 
@@ -154,12 +154,16 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def command(fn: Handler) -> Handler:
-    """Run a handler; report API, connection and config failures as one line, exit 1."""
+    """Run a handler; report API, connection and config failures as one line, exit 1
+    (a bad MESHFED_REGISTRY: exit 2)."""
 
     @functools.wraps(fn)
     def run(ns: argparse.Namespace) -> int:
         try:
             return fn(ns)
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except (CliError, ConfigError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

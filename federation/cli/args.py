@@ -7,8 +7,10 @@ what the registry would refuse, before any request is sent.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from federation.errors import ValidationError
@@ -69,10 +71,67 @@ def registry_url(text: str) -> str:
             f"{text!r} is not an http:// or https:// URL of the registry API"
         )
     del port
-    return text.rstrip("/")
+    return normalize_registry(text)
+
+
+def normalize_registry(url: str) -> str:
+    """The registry's base URL: `meshfed serve` prints `http://HOST:PORT/api/v1`, the
+    API's root, and paths are appended to the base, so a trailing `/api/v1` and `/`
+    are dropped."""
+    url = url.rstrip("/")
+    return url.removesuffix("/api/v1").rstrip("/")
 
 
 def positive_days(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of days")
     return int(text)
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def new_file(text: str) -> Path:
+    """A file the CLI is about to write (a secret): an existing regular file, or a new
+    one in an existing, writable directory. Checked before any request is sent, so a
+    bad path never leaves a token minted and unwritten; missing directories are
+    refused, not created."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory, not a file")
+    if path.exists():
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(f"{text} is not a regular file")
+        if not os.access(path, os.W_OK):
+            raise argparse.ArgumentTypeError(f"{text} is not writable")
+        return path
+    if path.is_symlink():
+        raise argparse.ArgumentTypeError(f"{text} is a dangling symbolic link")
+    parent = path.parent
+    if not parent.exists():
+        raise argparse.ArgumentTypeError(
+            f"{text}: directory {parent} does not exist (create it first)"
+        )
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: directory {parent} is not writable")
+    return path
+
+
+def directory(text: str) -> Path:
+    """A directory the CLI writes into or creates: an existing directory, or a path
+    whose nearest existing ancestor is a directory (so creating it can work)."""
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is not a directory")
+        return path
+    ancestor = _nearest_existing(path)
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {ancestor} is not a directory")
+    return path

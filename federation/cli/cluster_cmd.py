@@ -13,9 +13,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from federation.cli import args as types
-from federation.cli.apiclient import Client, command, connect
+from federation.cli.apiclient import Client, CliError, command, connect
 from federation.cli.cluster_tokens_cmd import (
     DEFAULT_TOKEN_TTL,
+    discard_token,
+    duration_seconds,
     register_tokens,
     token_ttl,
     ttl_problem,
@@ -42,11 +44,8 @@ def label_pair(text: str) -> tuple[str, str]:
 
 
 def ttl_seconds(text: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600}
-    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
-    if not number.isdigit() or not 1 <= int(number) * units[unit] <= 24 * 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration from 1s to 24h")
-    return int(number) * units[unit]
+    """A token lifetime of at most a day (link credentials), with its unit: `90s`, `2h`."""
+    return duration_seconds(text, 24 * 3600, "24h")
 
 
 def register(sub: Any) -> None:
@@ -87,8 +86,9 @@ def register(sub: Any) -> None:
     add.add_argument("--kube-context", metavar="C", help="kubeconfig context (with --kubeconfig)")
     add.add_argument(
         "--join-token-file",
+        type=types.new_file,
         metavar="FILE",
-        help="write the join token to FILE (0600) instead of printing it",
+        help="write the join token to FILE (0600; its directory must exist) instead of printing it",
     )
     add.add_argument(
         "--join-token-ttl",
@@ -149,13 +149,20 @@ def _add(ns: argparse.Namespace) -> int:
             f"/api/v1/clusters/{ns.name}/join-tokens",
             {"ttl_seconds": ns.join_token_ttl, "reusable": ns.reusable},
         )
-    if ns.join_token_file:
-        write_secret(Path(ns.join_token_file), token["token"] + "\n")
+        if ns.join_token_file and (
+            problem := write_secret(ns.join_token_file, token["token"] + "\n")
+        ):
+            fate = discard_token(api, ns.name, token["id"])
+            raise CliError(
+                f'cluster "{ns.name}" registered, but cannot write {ns.join_token_file}: '
+                f"{problem} ({fate}); mint one with `meshfed cluster join-token {ns.name}"
+                f"{' --reusable' if ns.reusable else ''} --file FILE`"
+            )
     if ns.output != "table":
         shown = dict(token)
         if ns.join_token_file:
             shown["token"] = None
-            shown["token_file"] = ns.join_token_file
+            shown["token_file"] = str(ns.join_token_file)
         print(render({"cluster": cluster, "join_token": shown}, ns.output))
         return 0
     print(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.cli import args as types
-from federation.cli.apiclient import command, connect
+from federation.cli.apiclient import Client, CliError, command, connect
 from federation.cli.output import FORMATS, render
 from federation.registry.service_tokens import MAX_JOIN_TTL, MAX_REUSABLE_JOIN_TTL
 
@@ -34,25 +34,43 @@ _TOKEN_ID = re.compile(r"[a-z0-9]{6,32}")
 
 
 def token_ttl(text: str) -> int:
-    """A join token lifetime: `90`, `30s`, `15m`, `2h` or `30d`, from 1s to 365d (whether
-    it may exceed 24h depends on --reusable: see `ttl_problem`)."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
-    if not number.isascii() or not number.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration from 1s to 365d")
-    seconds = int(number) * units[unit]
-    if not 1 <= seconds <= MAX_REUSABLE_TTL:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration from 1s to 365d")
+    """A join token lifetime: `30s`, `15m`, `2h` or `30d`, from 1s to 365d (whether
+    it may exceed 24h depends on --reusable: see `ttl_problem`). The unit is required:
+    a bare `5` is refused rather than read as 5 seconds."""
+    return duration_seconds(text, MAX_REUSABLE_TTL, "365d")
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str, most: int, most_text: str) -> int:
+    """`<digits><unit>` (s, m, h or d), from 1s to `most` seconds."""
+    number, unit = text[:-1], text[-1:]
+    if text.isascii() and text.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no unit: say {text}s, {text}m, {text}h or {text}d"
+        )
+    if unit not in DURATION_UNITS or not number.isascii() or not number.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration like 90s, 30m, 2h or 30d (from 1s to {most_text})"
+        )
+    seconds = int(number) * DURATION_UNITS[unit]
+    if not 1 <= seconds <= most:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration from 1s to {most_text}")
     return seconds
 
 
 def token_id(text: str) -> str:
-    if not _TOKEN_ID.fullmatch(text):
+    """A join token id, or a whole token `ID.SECRET` pasted in (its id is used). Error
+    messages quote the id part only, never what follows the dot."""
+    head, dot, _secret = text.partition(".")
+    if not _TOKEN_ID.fullmatch(head):
+        shown = f"{head!r} (before the dot)" if dot else repr(text)
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a join token id (6-32 lowercase letters and digits: the part "
+            f"{shown} is not a join token id (6-32 lowercase letters and digits: the part "
             "of the token before the dot)"
         )
-    return text
+    return head
 
 
 def ttl_problem(flag: str, seconds: int, reusable: bool) -> str | None:
@@ -77,12 +95,27 @@ def usage_error(ns: argparse.Namespace, message: str) -> int:
     return 2
 
 
-def write_secret(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+def write_secret(path: Path, text: str) -> str | None:
+    """Write `text` to `path` (0600); the reason it could not be written, or None.
+    The directory must exist (`types.new_file` checked it at parse time)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(fd, 0o600)
+            f.write(text)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def discard_token(api: Client, cluster: str, token_id: str) -> str:
+    """Revoke a token nobody will see (its file could not be written), best effort;
+    what became of it, for the error message."""
+    try:
+        api.delete(f"/api/v1/clusters/{cluster}/join-tokens/{token_id}")
+    except CliError:
+        return f"join token {token_id} was minted and could not be revoked: revoke it"
+    return f"join token {token_id} was minted and revoked"
 
 
 def register_tokens(actions: Any) -> list[argparse.ArgumentParser]:
@@ -105,7 +138,10 @@ def register_tokens(actions: Any) -> list[argparse.ArgumentParser]:
         help="lifetime: 30m, 2h, 30d, ... (default 1h; at most 24h, or 365d with --reusable)",
     )
     jt.add_argument(
-        "--file", metavar="FILE", help="write the token to FILE (0600) instead of printing it"
+        "--file",
+        type=types.new_file,
+        metavar="FILE",
+        help="write the token to FILE (0600; its directory must exist) instead of printing it",
     )
     jt.add_argument("-o", "--output", choices=FORMATS, default="table")
     jt.set_defaults(handler=_join_token)
@@ -119,7 +155,12 @@ def register_tokens(actions: Any) -> list[argparse.ArgumentParser]:
 
     rv = actions.add_parser("revoke-token", help="revoke one of a cluster's join tokens")
     rv.add_argument("name", type=types.cluster_name, metavar="NAME")
-    rv.add_argument("id", type=token_id, metavar="ID", help="the token id (before the dot)")
+    rv.add_argument(
+        "id",
+        type=token_id,
+        metavar="ID",
+        help="the token id (before the dot; a whole token is accepted, its id is used)",
+    )
     rv.set_defaults(handler=_revoke_token)
     return [jt, jts, rv]
 
@@ -133,13 +174,14 @@ def _join_token(ns: argparse.Namespace) -> int:
             f"/api/v1/clusters/{ns.name}/join-tokens",
             {"ttl_seconds": ns.ttl, "reusable": ns.reusable},
         )
-    if ns.file:
-        write_secret(Path(ns.file), token["token"] + "\n")
+        if ns.file and (problem := write_secret(ns.file, token["token"] + "\n")):
+            fate = discard_token(api, ns.name, token["id"])
+            raise CliError(f"cannot write {ns.file}: {problem} ({fate})")
     if ns.output != "table":
         shown = dict(token)
         if ns.file:
             shown["token"] = None
-            shown["token_file"] = ns.file
+            shown["token_file"] = str(ns.file)
         print(render(shown, ns.output))
         return 0
     use = "reusable" if token["reusable"] else "single use"
@@ -177,6 +219,7 @@ def _join_tokens(ns: argparse.Namespace) -> int:
 @command
 def _revoke_token(ns: argparse.Namespace) -> int:
     with connect(ns) as api:
+        api.get(f"/api/v1/clusters/{ns.name}")  # an unknown cluster is named as such
         api.delete(f"/api/v1/clusters/{ns.name}/join-tokens/{ns.id}")
     print(f'join token {ns.id} of cluster "{ns.name}" revoked')
     return 0

@@ -32,6 +32,11 @@ class ConfigError(Exception):
     """The config file or a context in it is unusable: an operation failure (exit 1)."""
 
 
+class UsageError(ConfigError):
+    """A bad value in the environment (`MESHFED_REGISTRY`): bad usage, exit 2, as the
+    flag's bad value is."""
+
+
 def config_path() -> Path:
     if env := os.environ.get("MESHFED_CONFIG"):
         return Path(env)
@@ -120,7 +125,13 @@ def resolve(ns: argparse.Namespace) -> Target:
             if ctx is None:
                 raise ConfigError(f'context "{name}" is not in {config_path()}')
             source = f'context "{name}"'
-    registry = registry or os.environ.get("MESHFED_REGISTRY") or (ctx or {}).get("registry")
+    if not registry and (env_registry := os.environ.get("MESHFED_REGISTRY")):
+        try:
+            registry = types.registry_url(env_registry)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"MESHFED_REGISTRY: {exc}") from None
+    if not registry and ctx and ctx.get("registry"):
+        registry = types.normalize_registry(str(ctx["registry"]))
     token: str | None = None
     if token_file:
         token = _read_token(token_file, "--token-file")

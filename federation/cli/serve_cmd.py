@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from federation.cli import args as types
 from federation.cli.store_cmd import default_data_dir, default_store_url, store_url
 from federation.errors import FederationError
 from trust_bundle import TrustError
@@ -30,7 +31,9 @@ def host_port(text: str) -> tuple[str, int]:
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the registry: REST API and gRPC control plane")
     p.add_argument("--store", type=store_url, default=None, help="default: SQLite in the data dir")
-    p.add_argument("--data-dir", type=Path, default=None, help="default: $MESHFED_DATA_DIR")
+    p.add_argument(
+        "--data-dir", type=types.directory, default=None, help="default: $MESHFED_DATA_DIR"
+    )
     p.add_argument("--api", type=host_port, default=host_port(DEFAULT_API), metavar="HOST:PORT")
     p.add_argument(
         "--grpc",
@@ -104,7 +107,14 @@ def _seconds(text: str) -> float:
 def _serve(args: argparse.Namespace) -> int:
     from federation.registry.serve import ServeConfig, run  # heavy imports only for `serve`
 
-    data_dir = args.data_dir or default_data_dir()
+    data_dir = args.data_dir
+    if data_dir is None:
+        data_dir = default_data_dir()
+        try:
+            types.directory(str(data_dir))
+        except argparse.ArgumentTypeError as exc:
+            print(f"meshfed serve: error: data dir {exc}", file=sys.stderr)
+            return 2
     config = ServeConfig(
         store_url=args.store or default_store_url(data_dir),
         data_dir=data_dir,
@@ -121,4 +131,8 @@ def _serve(args: argparse.Namespace) -> int:
         return run(config)
     except (FederationError, TrustError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # an unwritable data dir, a port in use: one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1

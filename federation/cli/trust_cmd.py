@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from federation.cli import args as types
 from federation.cli.apiclient import ApiError, Client, CliError, command, connect
 from federation.cli.context import add_global_flags
 from federation.cli.output import FORMATS, render, table
-from federation.cli.ui import FAIL, PASS, WARN, progress
+from federation.cli.ui import FAIL, PASS, WARN, human_times, progress, rfc3339
 from trust_bundle import TrustError
 from trust_bundle.exports import ExportFiles
 from trust_bundle.spiffe_bundle import parse_bundle
@@ -55,7 +56,7 @@ def register(sub: Any) -> None:
     )
     ex.add_argument("--cluster", required=True, type=types.cluster_name, metavar="C")
     ex.add_argument("--format", required=True, choices=EXPORT_FORMATS)
-    ex.add_argument("--out", required=True, type=Path, metavar="DIR")
+    ex.add_argument("--out", required=True, type=types.directory, metavar="DIR")
     ex.add_argument("-o", "--output", choices=FORMATS, default="table")
     ex.set_defaults(handler=_export)
     add_global_flags(ex, root=False)
@@ -170,7 +171,10 @@ def _short(root: dict[str, Any] | None) -> str:
 
 def check_lines(status: dict[str, Any]) -> list[str]:
     """The status's checks as pass/fail lines, then the next step."""
-    lines = [f"{PASS if c['ok'] else FAIL} {c['name']} ({c['detail']})" for c in status["checks"]]
+    lines = [
+        f"{PASS if c['ok'] else FAIL} {c['name']} ({human_times(c['detail'])})"
+        for c in status["checks"]
+    ]
     action = status["next_action"]
     lines.append(
         f"{PASS} next: meshfed trust rotate --stage {action}"
@@ -182,7 +186,7 @@ def check_lines(status: dict[str, Any]) -> list[str]:
 
 def print_rotation(status: dict[str, Any]) -> None:
     print(
-        f"root rotation: {status['stage']} since {status['stage_since']} "
+        f"root rotation: {status['stage']} since {rfc3339(status['stage_since'])} "
         f"(sequence {status['sequence']}, refresh hint {status['refresh_hint_seconds']}s)"
     )
     print(f"  current root  {_short(status['current_root'])}")
@@ -249,12 +253,12 @@ def _wait(api: Client, stage: str, status: dict[str, Any], ns: argparse.Namespac
             untimed = [c for c in blocking if c["name"] not in TIMED_CHECKS]
             if untimed:
                 c = untimed[0]
-                raise CliError(f"cannot {stage}: not {c['name']} ({c['detail']})")
+                raise CliError(f"cannot {stage}: not {c['name']} ({human_times(c['detail'])})")
             for c in blocking:
                 if table_mode and c["name"] not in shown:
-                    print(f"{WARN} waiting: {c['name']} ({c['detail']})", flush=True)
+                    print(f"{WARN} waiting: {c['name']} ({human_times(c['detail'])})", flush=True)
                     shown.add(c["name"])
-                spinner.update(f"waiting to {stage}: {c['detail']}")
+                spinner.update(f"waiting to {stage}: {human_times(c['detail'])}")
             remaining = POLL_SECONDS
             if status["stage"] == "propagating":
                 prop = status["propagation"]
@@ -272,6 +276,9 @@ def _wait(api: Client, stage: str, status: dict[str, Any], ns: argparse.Namespac
 
 @command
 def _rotate(ns: argparse.Namespace) -> int:
+    if ns.timeout is not None and not ns.wait:
+        print("meshfed trust rotate: error: --timeout needs --wait", file=sys.stderr)
+        return 2
     with connect(ns) as api:
         status = api.get(ROTATION)
         stage = ns.stage or status["next_action"]
@@ -282,12 +289,12 @@ def _rotate(ns: argparse.Namespace) -> int:
                 result = api.post(ROTATION, {"action": stage, "force": ns.force})
             except ApiError as exc:
                 if exc.status == 409:
-                    raise CliError(f"{stage} refused: {exc.detail}") from None
+                    raise CliError(f"{stage} refused: {human_times(exc.detail)}") from None
                 raise
     if ns.output != "table":
         print(render(result, ns.output))
         return 0
-    print(f"{PASS} {stage}: {result['message']}")
+    print(f"{PASS} {stage}: {human_times(result['message'])}")
     rotation = result["rotation"]
     print(f"  stage {rotation['stage']}, signing root {rotation['signing_root']}")
     for line in check_lines(rotation):

@@ -78,6 +78,7 @@ def test_join_token_prints_a_reusable_token_that_joins_many_times(registry: Regi
 def test_single_use_tokens_to_a_file_and_their_state(registry: Registry) -> None:
     add(registry, "jt-file")
     path = registry.home / "tokens" / "jt-file.token"
+    path.parent.mkdir()  # the CLI refuses to create missing directories
     out = registry.ok("cluster", "join-token", "jt-file", "--file", str(path), "--ttl", "10m")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     token = path.read_text().strip()
@@ -115,6 +116,8 @@ def test_revoke_token_refuses_the_token_and_unknown_ids_exit_1(registry: Registr
     again = registry.run("cluster", "revoke-token", "jt-rev", token_id)
     assert again.returncode == 1
     assert again.stderr == f'error: 404 Not Found: jointoken "{token_id}" not found\n'
+    whole = registry.run("cluster", "revoke-token", "jt-rev", token)  # the whole token pasted
+    assert whole.returncode == 1 and whole.stderr == again.stderr  # its id used, no secret shown
     ghost = registry.run("cluster", "join-tokens", "jt-ghost")
     assert ghost.returncode == 1
     assert ghost.stderr == 'error: 404 Not Found: cluster "jt-ghost" not found\n'
