@@ -1,6 +1,6 @@
 """`meshfed agent`: the command line of the sync agent (see `agent`).
 
-    meshfed agent --cluster X --registry HOST:PORT --join-token T \\
+    meshfed agent --cluster X --registry HOST:PORT --join-token-file F \\
         --trust-domain TD --registry-ca roots.pem \\
         (--kubeconfig F [--context C] | --in-cluster | --static FILE) \\
         [--imports-file F] [--dns HOST:PORT] [--admin-address HOST:PORT|off] \\
@@ -15,10 +15,12 @@ writes. With `--static` it is off (and cannot be turned on: the Lease lives in
 Kubernetes); run one static agent per cluster.
 
 Exit status: 0 when stopped by SIGTERM/SIGINT, 1 when the agent cannot go on
-(a refused join token, an unreadable source, the admin or DNS port taken), 2 for
-bad usage, naming the value.
-The join token may be given as `--join-token-file` or `$MESHFED_JOIN_TOKEN`
-instead, so it does not show in the process list.
+(a join token the registry refuses, an unreadable source, the admin or DNS port
+taken), 2 for bad usage (a malformed join token included), naming the value -- as
+`meshfed gateway`.
+The join token is read from `--join-token-file`, `--join-token` or
+`$MESHFED_JOIN_TOKEN`, first to last (`federation.client.cli_args`, shared with the
+gateway); the file and the variable do not show in the process list.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from discovery_sync.kube.lease import DEFAULT_NAMESPACE, default_identity
 from discovery_sync.leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, Timing
 from discovery_sync.sources.kube import NamespaceFilter
 from discovery_sync.types import Locality
-from federation.errors import FederationError
+from federation.client import Identity, cli_args
+from federation.errors import FederationError, InvalidToken, PermissionDenied
 
 log = logging.getLogger("meshfed.agent")
 
@@ -59,9 +62,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--registry",
         required=True,
-        type=cli_common.host_port_text,
+        type=cli_args.registry_address,
         metavar="HOST:PORT",
-        help="the registry's gRPC control plane",
+        help=cli_args.REGISTRY_HELP,
     )
     p.add_argument(
         "--join",
@@ -69,10 +72,8 @@ def parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the registry's join port (default: control plane port + 1)",
     )
-    p.add_argument(
-        "--join-token", help="bootstrap token (or --join-token-file, or $MESHFED_JOIN_TOKEN)"
-    )
-    p.add_argument("--join-token-file", metavar="FILE")
+    p.add_argument("--join-token", metavar="TOKEN", help=cli_args.JOIN_TOKEN_HELP)
+    p.add_argument("--join-token-file", metavar="FILE", help=cli_args.JOIN_TOKEN_FILE_HELP)
     p.add_argument("--trust-domain", required=True, help="this cluster's SPIFFE trust domain")
     p.add_argument(
         "--registry-ca",
@@ -177,16 +178,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from(args: argparse.Namespace, p: argparse.ArgumentParser) -> AgentConfig:
-    token = args.join_token or os.environ.get("MESHFED_JOIN_TOKEN", "")
-    if args.join_token_file:
-        try:
-            with open(args.join_token_file, encoding="utf-8") as fh:
-                token = fh.read().strip()
-        except OSError as err:
-            p.error(f"--join-token-file: cannot read {args.join_token_file}: {err.strerror}")
-    if not token:
-        p.error("--join-token: required (or --join-token-file, or $MESHFED_JOIN_TOKEN)")
+def join_token(args: argparse.Namespace, p: argparse.ArgumentParser) -> cli_args.JoinToken:
+    try:
+        return cli_args.join_token(args.join_token, args.join_token_file, os.environ)
+    except cli_args.JoinTokenError as err:
+        p.error(str(err))
+
+
+def config_from(
+    args: argparse.Namespace, p: argparse.ArgumentParser, token: cli_args.JoinToken | None = None
+) -> AgentConfig:
+    token = token or join_token(args, p)
     if args.context and not args.kubeconfig:
         p.error("--context: only with --kubeconfig")
     if args.static and not os.path.exists(args.static):
@@ -214,7 +216,7 @@ def config_from(args: argparse.Namespace, p: argparse.ArgumentParser) -> AgentCo
     return AgentConfig(
         cluster=args.cluster,
         registry=args.registry,
-        join_token=token,
+        join_token=token.value,
         trust_domain=args.trust_domain,
         registry_ca=ca,
         join_address=args.join or "",
@@ -236,17 +238,39 @@ def config_from(args: argparse.Namespace, p: argparse.ArgumentParser) -> AgentCo
     )
 
 
+class JoinRefused(DiscoveryError):
+    """The registry refused the join token: the operator must supply a new one."""
+
+
+class CliAgent(Agent):
+    """`Agent` as the command runs it: it says whom it joined as (at INFO, as the
+    gateway does) and which flag held a token the registry refused."""
+
+    def __init__(self, config: AgentConfig, token_source: str) -> None:
+        super().__init__(config)
+        self.token_source = token_source
+
+    async def _join(self) -> Identity:
+        try:
+            identity = await super()._join()
+        except (InvalidToken, PermissionDenied) as err:
+            raise JoinRefused(cli_args.join_refused(self.token_source, err)) from err
+        log.info("joined as %s", identity.spiffe_id)
+        return identity
+
+
 def run(argv: Sequence[str]) -> int:
     p = parser()
     args = p.parse_args(list(argv))
-    config = config_from(args, p)
-    logging.basicConfig(
+    token = join_token(args, p)
+    config = config_from(args, p, token)
+    logging.basicConfig(  # INFO by default: the admin address, "joined as ..."
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
 
     async def main() -> int:
-        agent = Agent(config)
+        agent = CliAgent(config, token.source)
         admin = None
         if args.admin_address is not None:
             admin = AdminServer.for_agent(agent)

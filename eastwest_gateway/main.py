@@ -2,12 +2,15 @@
 
 Why it exists: argument parsing and process lifetime (signals, exit codes) are
 the outermost shell; everything below it is testable without a process.
-Exit codes: 0 after a clean stop, 2 for bad arguments, a bad route file or a
-refused join token (argparse's convention), 1 if the listeners cannot be opened.
+Exit codes: 0 after a clean stop, 2 for bad arguments (a malformed join token
+included) or a bad route file (argparse's convention), 1 if the listeners cannot be
+opened or the registry refuses the join token -- as ``meshfed agent``.
 
 Two ways to configure a gateway, mutually exclusive: ``--routes FILE`` (static)
-or ``--registry HOST:PORT`` with ``--join-token``, ``--trust-domain`` and
-``--registry-ca`` (:mod:`eastwest_gateway.registry_mode`).
+or ``--registry HOST:PORT`` with a join token, ``--trust-domain`` and
+``--registry-ca`` (:mod:`eastwest_gateway.registry_mode`). The join token is read,
+like the agent's (:mod:`federation.client.cli_args`), from ``--join-token-file``,
+``--join-token`` or ``$MESHFED_JOIN_TOKEN``; only the flag shows in ``ps``.
 """
 
 from __future__ import annotations
@@ -17,17 +20,19 @@ import asyncio
 import ipaddress
 import logging
 import math
+import os
 import re
 import sys
 from pathlib import Path
 
 from eastwest_gateway.errors import ConfigError
 from eastwest_gateway.gateway import Gateway
-from eastwest_gateway.registry_mode import RegistryOptions
+from eastwest_gateway.registry_mode import JoinRefused, RegistryOptions
 from eastwest_gateway.registry_mode import serve as serve_registry
 from eastwest_gateway.routefile import MAX_PORT, HostPort, Locality, parse_host_port
 from eastwest_gateway.settings import GatewaySettings
-from federation.errors import ValidationError
+from federation.client import cli_args
+from federation.errors import FederationError, ValidationError
 from federation.model import validation
 
 DEFAULT_LISTEN = "0.0.0.0:15443"  # Istio's east-west (AUTO_PASSTHROUGH) port
@@ -95,22 +100,20 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _token(text: str) -> str:
-    if not text or any(c.isspace() for c in text):
-        raise argparse.ArgumentTypeError("invalid join token (empty or with whitespace)")
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meshfed gateway", description="meshfed east-west gateway")
     p.add_argument("--cluster", required=True, type=_cluster, help="this cluster's name")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--routes", type=Path, help="static route file (YAML)")
     source.add_argument(
-        "--registry", type=_destination, help="registry control plane HOST:PORT (mTLS)"
+        "--registry",
+        type=cli_args.registry_address,
+        metavar="HOST:PORT",
+        help=cli_args.REGISTRY_HELP + " (mTLS)",
     )
     reg = p.add_argument_group("registry mode (--registry)")
-    reg.add_argument("--join-token", type=_token, help="single-use bootstrap token")
+    reg.add_argument("--join-token", metavar="TOKEN", help=cli_args.JOIN_TOKEN_HELP)
+    reg.add_argument("--join-token-file", metavar="FILE", help=cli_args.JOIN_TOKEN_FILE_HELP)
     reg.add_argument("--trust-domain", type=_trust_domain, help="this cluster's trust domain")
     reg.add_argument(
         "--registry-ca", type=Path, help="PEM roots that verify the registry (federation roots)"
@@ -140,8 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="egress listener port = service port + offset",
     )
-    p.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN, help="ingress address")
-    p.add_argument("--admin", type=_host_port, default=None, help="admin HTTP address")
+    p.add_argument(
+        "--listen",
+        type=_host_port,
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"ingress address (default {DEFAULT_LISTEN})",
+    )
+    p.add_argument(
+        "--admin",
+        type=_host_port,
+        default=None,
+        metavar="HOST:PORT",
+        help="admin HTTP address: /ready, /metrics, /config (default: none, no admin"
+        f" endpoint; the manifests use 0.0.0.0:{DEFAULT_ADMIN.rpartition(':')[2]})",
+    )
     p.add_argument(
         "--relay",
         choices=["auto", "splice", "asyncio"],
@@ -170,6 +186,7 @@ def run(argv: list[str]) -> int:
         name
         for name in (
             "join_token",
+            "join_token_file",
             "trust_domain",
             "registry_ca",
             "join_address",
@@ -183,8 +200,13 @@ def run(argv: list[str]) -> int:
     if args.routes is not None and registry_only:
         flag = "--" + registry_only[0].replace("_", "-")
         return _usage(parser, f"argument {flag}: only with --registry, not with --routes")
+    token: cli_args.JoinToken | None = None
     if args.registry is not None:
-        for name in ("join_token", "trust_domain", "registry_ca"):
+        try:
+            token = cli_args.join_token(args.join_token, args.join_token_file, os.environ)
+        except cli_args.JoinTokenError as exc:
+            return _usage(parser, str(exc))
+        for name in ("trust_domain", "registry_ca"):
             if getattr(args, name) is None:
                 flag = "--" + name.replace("_", "-")
                 return _usage(parser, f"argument {flag}: required with --registry")
@@ -193,10 +215,19 @@ def run(argv: list[str]) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     try:
         settings = GatewaySettings(relay=args.relay, peer_connect_timeout=args.peer_connect_timeout)
-        if args.registry is not None:
-            options = _registry_options(args, settings)
+        if token is not None:
+            options = _registry_options(args, token.value, settings)
             return asyncio.run(serve_registry(options, args.listen, args.admin))
         return asyncio.run(_serve(args.cluster, args.routes, args.listen, args.admin, settings))
+    except JoinRefused as exc:
+        assert token is not None
+        cause = exc.__cause__
+        reason = cause if isinstance(cause, FederationError) else FederationError(str(exc))
+        print(
+            f"meshfed gateway: error: {cli_args.join_refused(token.source, reason)}",
+            file=sys.stderr,
+        )
+        return 1
     except ConfigError as exc:
         print(f"meshfed gateway: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -211,7 +242,9 @@ def _usage(parser: argparse.ArgumentParser, message: str) -> int:
     return EXIT_USAGE
 
 
-def _registry_options(args: argparse.Namespace, settings: GatewaySettings) -> RegistryOptions:
+def _registry_options(
+    args: argparse.Namespace, token: str, settings: GatewaySettings
+) -> RegistryOptions:
     try:
         ca = args.registry_ca.read_bytes()
     except OSError as exc:
@@ -221,7 +254,7 @@ def _registry_options(args: argparse.Namespace, settings: GatewaySettings) -> Re
     return RegistryOptions(
         cluster=args.cluster,
         registry=args.registry,
-        join_token=args.join_token,
+        join_token=token,
         trust_domain=args.trust_domain,
         registry_ca=ca,
         join_address=args.join_address or "",

@@ -57,8 +57,6 @@ def render(opts: Options) -> list[Obj]:
         "gateway",
         f"--cluster={opts.cluster}",
         f"--registry={opts.registry_address}",
-        # Kubernetes expands $(VAR) from the container's env (a Secret reference).
-        "--join-token=$(MESHFED_JOIN_TOKEN)",
         f"--trust-domain={opts.cluster_trust_domain}",
         f"--registry-ca={REGISTRY_CA_DIR}/roots.pem",
         f"--state-dir={STATE_DIR}",
@@ -74,6 +72,8 @@ def render(opts: Options) -> list[Obj]:
         "image": opts.image,
         "imagePullPolicy": "IfNotPresent",
         "args": args,
+        # The join token only in the environment (a Secret reference), which the
+        # gateway reads as the agent does: a `--join-token=$(VAR)` arg shows in `ps`.
         "env": [join_token_env("gateway")],
         "ports": [
             {"name": "tls", "containerPort": GATEWAY_PORT, "protocol": "TCP"},

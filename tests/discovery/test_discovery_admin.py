@@ -460,7 +460,7 @@ def base_args(ca: Path, static: Path, registry: str = "127.0.0.1:9471") -> list[
         "--registry",
         registry,
         "--join-token",
-        "t",
+        "abcdef.s3cret",
         "--trust-domain",
         "east.test",
         "--registry-ca",
@@ -503,7 +503,10 @@ async def test_meshfed_agent_process_serves_readyz(reg: Registry, tmp_path: Path
     port = free_port()
     stderr = (tmp_path / "agent.log").open("wb")
     args = base_args(ca, static, reg.plane.address)
-    args[args.index("--join-token") + 1] = await reg.token("east")
+    token = await reg.token("east")
+    (tmp_path / "east.token").write_text(token + "\n")
+    at = args.index("--join-token")
+    args[at : at + 2] = ["--join-token-file", str(tmp_path / "east.token")]  # not in `ps`
     args[args.index("--trust-domain") + 1] = CLUSTERS["east"].trust_domain
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -535,6 +538,9 @@ async def test_meshfed_agent_process_serves_readyz(reg: Registry, tmp_path: Path
         assert await asyncio.wait_for(proc.wait(), 20) == 0
         log = (tmp_path / "agent.log").read_text()
         assert f"admin endpoint on http://127.0.0.1:{port}" in log
+        # INFO by default: whom it joined as, never the token
+        assert f"joined as spiffe://{CLUSTERS['east'].trust_domain}/" in log
+        assert token.partition(".")[2] not in log
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -158,7 +158,7 @@ def test_cli_names_bad_values(capsys: pytest.CaptureFixture[str], tmp_path: Path
         "--registry",
         "127.0.0.1:9471",
         "--join-token",
-        "t",
+        "abcdef.s3cret",
         "--trust-domain",
         "east.test",
         "--registry-ca",

@@ -286,7 +286,7 @@ def test_a_crashed_leader_is_replaced_after_the_lease_duration(
 def _base(tmp_path: Path) -> list[str]:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
-    return ["--cluster", "east", "--registry", "127.0.0.1:9471", "--join-token", "t",
+    return ["--cluster", "east", "--registry", "127.0.0.1:9471", "--join-token", "abcdef.s3cret",
             "--trust-domain", "east.test", "--registry-ca", str(ca)]  # fmt: skip
 
 

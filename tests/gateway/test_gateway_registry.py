@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import ssl
@@ -566,3 +567,75 @@ async def test_egress_originate_checks_the_upstream_gateway_id(
     finally:
         await gw.shutdown()
         remote.kill()
+
+
+async def gateway_process(
+    registry: Registry, extra: list[str], env: dict[str, str] | None = None, admin: int = 0
+) -> asyncio.subprocess.Process:
+    """`meshfed gateway --registry ...` as a process, with the token given by `extra`/`env`."""
+    opts = await registry.options(EAST, None)
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "eastwest_gateway.main",
+        *("--cluster", "east", "--registry", f"grpc://{registry.address}", *extra),
+        *("--trust-domain", EAST.trust_domain, "--registry-ca", str(registry.tmp / "roots.pem")),
+        *("--join-address", opts.join_address, "--state-dir", str(registry.tmp / "cli-state")),
+        *("--listen", "127.0.0.1:0", *(("--admin", f"127.0.0.1:{admin}") if admin else ())),
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("via", ["file", "env"])
+async def test_meshfed_gateway_joins_with_a_token_file_or_the_environment(
+    registry: Registry, via: str
+) -> None:
+    """The token stays out of the command line: `--join-token-file` or
+    `$MESHFED_JOIN_TOKEN` (what the install manifest uses); "joined as" at INFO."""
+    token = (await registry.options(EAST, None)).join_token
+    env = {"MESHFED_JOIN_TOKEN": ""}
+    extra: list[str] = []
+    if via == "file":
+        (registry.tmp / "east.token").write_text(token + "\n")
+        extra = ["--join-token-file", str(registry.tmp / "east.token")]
+    else:
+        env["MESHFED_JOIN_TOKEN"] = token
+    admin = free_port()
+    proc = await gateway_process(registry, extra, env, admin)
+    assert proc.stderr is not None
+    seen = b""
+    try:
+        while b"joined as" not in seen:
+            line = await asyncio.wait_for(proc.stderr.readline(), 20)
+            assert line, f"gateway exited: {seen.decode()}"
+            seen += line
+
+        async def serving() -> bool:
+            try:
+                return bool(await http_get(admin, "/config"))
+            except OSError:
+                return False
+
+        await eventually(serving, timeout=20)  # signal handlers are installed by now
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, (seen + err).decode()
+    assert f"joined as spiffe://{EAST.trust_domain}/meshfed/gateway/east" in seen.decode()
+    assert token not in (seen + err).decode()
+
+
+async def test_meshfed_gateway_token_the_registry_refuses_exits_1(registry: Registry) -> None:
+    """Well-formed but unknown: refused at join time, exit 1 (as the agent), no secret."""
+    token = "abcdef0123456789.not-a-real-secret"
+    proc = await gateway_process(registry, [], {"MESHFED_JOIN_TOKEN": token})
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert (
+        "meshfed gateway: error: $MESHFED_JOIN_TOKEN: the registry refused the join token"
+        " (unknown join token)" in text
+    )
+    assert "not-a-real-secret" not in text and "Traceback" not in text

@@ -178,11 +178,14 @@ def test_snapshot_round_trips_a_view() -> None:
         (["--routes", "r.yaml", "--registry", "127.0.0.1:9471"], "--registry"),
         (["--registry", "127.0.0.1:9471", "--trust-domain", "e.test"], "--join-token"),
         (["--registry", "nope"], "--registry"),
-        (["--registry", "h:1", "--join-token", "t", "--trust-domain", "Bad!"], "--trust-domain"),
-        (["--routes", "r.yaml", "--join-token", "t"], "--join-token"),
+        (
+            ["--registry", "h:1", "--join-token", "abcdef.s3cret", "--trust-domain", "Bad!"],
+            "--trust-domain",
+        ),
+        (["--routes", "r.yaml", "--join-token", "abcdef.s3cret"], "--join-token"),
         (
             [
-                *("--registry", "h:1", "--join-token", "t", "--trust-domain", "e"),
+                *("--registry", "h:1", "--join-token", "abcdef.s3cret", "--trust-domain", "e"),
                 *("--registry-ca", "c", "--region", "r"),
             ],
             "--region",
@@ -197,7 +200,7 @@ def test_flags_exit_2_naming_the_bad_value(
 
 
 def test_unreadable_registry_ca_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--cluster", "east", "--registry", "127.0.0.1:1", "--join-token", "t"]
+    argv = ["--cluster", "east", "--registry", "127.0.0.1:1", "--join-token", "abcdef.s3cret"]
     argv += ["--trust-domain", "east.test", "--registry-ca", str(tmp_path / "missing.pem")]
     assert run(argv) == 2
     assert "--registry-ca" in capsys.readouterr().err

@@ -221,6 +221,38 @@ def test_gateway_spread_service_hpa_and_scraping() -> None:
     assert "--registry=r.example.com:9471" in c["args"]
 
 
+@pytest.mark.parametrize("component", ["gateway", "agent"])
+def test_the_join_token_is_in_the_environment_never_in_args(
+    component: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `--join-token=$(VAR)` arg is expanded by the kubelet and shows in `ps`: the
+    token comes only from the Secret as $MESHFED_JOIN_TOKEN, and the args parse."""
+    objs = render(Options((component,), cluster="east", registry="r.example.com:9471"))
+    dep = by_kind(objs, "Deployment", f"meshfed-{component}")
+    for c in dep["spec"]["template"]["spec"]["containers"]:
+        assert not any("join-token" in a or "MESHFED_JOIN_TOKEN" in a for a in c["args"])
+        assert not any("join-token" in a for a in c.get("command", []))
+        env = {e["name"]: e for e in c.get("env", [])}
+        assert env["MESHFED_JOIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "meshfed-join-tokens",
+            "key": component,
+        }
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    monkeypatch.setenv("MESHFED_JOIN_TOKEN", "abcdef.s3cret")
+    if component == "gateway":
+        from eastwest_gateway.main import build_parser
+
+        args = build_parser().parse_args(c["args"][1:])
+        assert args.join_token is None and args.join_token_file is None
+        assert args.registry == "r.example.com:9471"
+    else:
+        from federation.client import cli_args
+
+        assert cli_args.join_token(None, None, {"MESHFED_JOIN_TOKEN": "abcdef.s3cret"}).source == (
+            "$MESHFED_JOIN_TOKEN"
+        )
+
+
 def test_agent_renders_the_mcs_crds_verbatim_with_their_license() -> None:
     shipped = sorted((ROOT / "federation/install/crds").glob("*.yaml"))
     upstream = sorted((ROOT / "tests/fakekube/crds").glob("*.yaml"))
