@@ -49,7 +49,7 @@ class AgentIdentity:
         backoff = Backoff(initial=1.0, maximum=30.0)
         while True:
             try:
-                return await join(
+                identity = await join(
                     cfg.join_address or default_join_address(cfg.registry),
                     cfg.join_token,
                     cluster=cfg.cluster,
@@ -57,6 +57,8 @@ class AgentIdentity:
                     trust_domain=cfg.trust_domain,
                     ca_pem=cfg.registry_ca,
                 )
+                log.info("joined as %s", identity.spiffe_id)
+                return identity
             except (InvalidToken, PermissionDenied):
                 raise  # retrying cannot help: the operator needs a new token
             except FederationError as err:

@@ -243,8 +243,8 @@ class JoinRefused(DiscoveryError):
 
 
 class CliAgent(Agent):
-    """`Agent` as the command runs it: it says whom it joined as (at INFO, as the
-    gateway does) and which flag held a token the registry refused."""
+    """`Agent` as the command runs it: a token the registry refuses names the flag
+    (or variable) that held it and ends the command with exit code 1."""
 
     def __init__(self, config: AgentConfig, token_source: str) -> None:
         super().__init__(config)
@@ -255,7 +255,6 @@ class CliAgent(Agent):
             identity = await super()._join()
         except (InvalidToken, PermissionDenied) as err:
             raise JoinRefused(cli_args.join_refused(self.token_source, err)) from err
-        log.info("joined as %s", identity.spiffe_id)
         return identity
 
 

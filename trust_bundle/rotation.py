@@ -177,9 +177,17 @@ def activate(state: RotationState, now: datetime) -> RotationState:
         missing = ", ".join(sorted(status.pending))
         raise RotationRefused(
             f"propagation incomplete: waiting for {missing} "
-            f"({status.waited} of {status.required_wait} elapsed)"
+            f"({_span(status.waited)} of {_span(status.required_wait)} elapsed)"
         )
     return replace(state, stage=Stage.ACTIVE, stage_since=now)
+
+
+def _span(d: timedelta) -> str:
+    """A duration for messages: 41s, 15m, 24h (whole units, rounded down)."""
+    seconds = int(d.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    return f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
 
 
 def still_on_old_root(
