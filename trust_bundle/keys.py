@@ -70,7 +70,16 @@ class KeyHolder:
 
     @property
     def algorithm(self) -> KeyAlgorithm:
-        return algorithm_of(self.key.public_key())
+        # From the private key's curve: deriving the public key first costs more than
+        # the rest of this check, and signing asks for it on every certificate.
+        if not isinstance(self.key, ec.EllipticCurvePrivateKey):
+            raise KeyProtectionError(f"unsupported key type {type(self.key).__name__}")
+        curve = self.key.curve
+        if isinstance(curve, ec.SECP256R1):
+            return KeyAlgorithm.ECDSA_P256
+        if isinstance(curve, ec.SECP384R1):
+            return KeyAlgorithm.ECDSA_P384
+        raise KeyProtectionError(f"unsupported curve {curve.name}")
 
     @property
     def public_key(self) -> PublicKey:

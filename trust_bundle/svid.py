@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from trust_bundle.ca import (
@@ -36,7 +38,7 @@ from trust_bundle.errors import (
 from trust_bundle.ids import Entitlement, SpiffeId, parse_spiffe_id
 from trust_bundle.keys import KeyHolder, PublicKey, algorithm_of
 from trust_bundle.tlscert import LeafProfile, build_leaf_certificate
-from trust_bundle.validate import ValidatedSvid, validate_svid
+from trust_bundle.validate import ValidatedSvid, ecdsa_signature_hash, validate_svid
 
 # Issue 3: "default SVID lifetime 24 h, configurable".
 DEFAULT_SVID_LIFETIME = timedelta(hours=24)
@@ -95,19 +97,26 @@ def verify_csr(csr: x509.CertificateSigningRequest) -> CsrClaim:
     its claim: exactly one URI SAN holding a leaf SPIFFE ID, a supported key, and no
     request to be a CA."""
     try:
-        signature_ok = csr.is_signature_valid
         public_key = csr.public_key()
         extensions = list(csr.extensions)
     except (ValueError, TypeError) as exc:
         raise InvalidCSR(f"malformed CSR: {exc}") from exc
-    if not signature_ok:
-        raise InvalidCSR("CSR signature does not verify (no proof of key possession)")
     try:
         algorithm_of(public_key)
     except TrustError as exc:
         raise InvalidCSR(f"CSR key not accepted: {exc}") from exc
     if not isinstance(public_key, PublicKey):  # algorithm_of accepted it, so unreachable
         raise InvalidCSR("CSR key not accepted")
+    # What ``csr.is_signature_valid`` checks (an ECDSA signature algorithm for an EC key,
+    # the signature over certificationRequestInfo), with the key object parsed once above:
+    # is_signature_valid would build a second one from the same bytes.
+    try:
+        algorithm = ecdsa_signature_hash(csr.signature_algorithm_oid)
+        public_key.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(algorithm))
+    except InvalidSignature as exc:
+        raise InvalidCSR("CSR signature does not verify (no proof of key possession)") from exc
+    except (ValueError, TypeError) as exc:
+        raise InvalidCSR(f"malformed CSR: {exc}") from exc
     uris: list[str] = []
     for ext in extensions:
         if isinstance(ext.value, x509.SubjectAlternativeName):

@@ -18,6 +18,7 @@ certificate it holds still fits (a changed host name means a new certificate).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,6 +105,59 @@ class TlsCredentials:
         return self.key.unencrypted_pkcs8_pem()
 
 
+# X509-SVID §4.1 / RFC 5280 §4.2.1.9: leaves set cA=false.
+LEAF_BASIC_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
+# X509-SVID §4.3: leaves set digitalSignature; keyUsage is critical. ECDSA keys never
+# encipher, so nothing else (RFC 5480 section 3).
+LEAF_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+# How many issuers' derived fields issuer_fields keeps: a registry signs with one
+# intermediate at a time, two across a rotation.
+ISSUER_FIELDS_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerFields:
+    """What every leaf copies from its issuer's certificate."""
+
+    subject: x509.Name
+    authority_key_identifier: x509.AuthorityKeyIdentifier
+    not_valid_after: datetime
+
+
+@functools.lru_cache(maxsize=ISSUER_FIELDS_CACHE_SIZE)
+def issuer_fields(issuer_certificate: x509.Certificate) -> IssuerFields:
+    """The issuer's subject, the AKI pointing at its SKI and its notAfter, derived once
+    per issuer certificate. Keyed by the certificate (x509.Certificate equality and hash
+    are its DER), so a re-issued CA with the same name but a new key is a new entry."""
+    ski = issuer_certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    return IssuerFields(
+        subject=issuer_certificate.subject,
+        authority_key_identifier=x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+            ski.value
+        ),
+        not_valid_after=issuer_certificate.not_valid_after_utc,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _subject_name(common_name: str | None) -> x509.Name:
+    """O=meshfed, plus CN=``common_name`` if given (x509.Name is immutable: shared)."""
+    subject = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION)]
+    if common_name:
+        subject.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(subject)
+
+
 def build_leaf_certificate(
     profile: LeafProfile,
     public_key: PublicKey,
@@ -120,43 +174,21 @@ def build_leaf_certificate(
     names = profile.subject_alt_names()
     if not names:
         raise SigningFailed("a leaf needs at least one subjectAltName")
-    subject = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION)]
-    if profile.common_name:
-        subject.append(x509.NameAttribute(NameOID.COMMON_NAME, profile.common_name))
-    issuer_ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    fields = issuer_fields(issuer.certificate)
     return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name(subject))
-        .issuer_name(issuer.certificate.subject)
+        .subject_name(_subject_name(profile.common_name))
+        .issuer_name(fields.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + lifetime, issuer.certificate.not_valid_after_utc))
-        # X509-SVID §4.1 / RFC 5280 §4.2.1.9: leaves set cA=false.
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-        .add_extension(
-            # X509-SVID §4.3: leaves set digitalSignature; keyUsage is critical. ECDSA
-            # keys never encipher, so nothing else (RFC 5480 section 3).
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            True,
-        )
+        .not_valid_after(min(now + lifetime, fields.not_valid_after))
+        .add_extension(LEAF_BASIC_CONSTRAINTS, True)
+        .add_extension(LEAF_KEY_USAGE, True)
         .add_extension(x509.ExtendedKeyUsage(list(profile.usages)), False)
         .add_extension(x509.SubjectAlternativeName(names), False)
         # RFC 5280 §4.2.1.1 (AKI required) and §4.2.1.2 (SKI SHOULD in end-entity certs).
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value),
-            False,
-        )
+        .add_extension(fields.authority_key_identifier, False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
     )
 

@@ -17,7 +17,9 @@ from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
 
 from trust_bundle.errors import InvalidIdentity, TrustError, ValidationFailed
 from trust_bundle.ids import SpiffeId, parse_spiffe_id
@@ -84,9 +86,94 @@ def check_validity(cert: x509.Certificate, now: datetime) -> None:
 CA_LINK_CACHE_SIZE = 4096
 
 
+# The signature algorithms of the key algorithms meshfed accepts (keys.KeyAlgorithm).
+ECDSA_SIGNATURE_HASHES: dict[x509.ObjectIdentifier, type[hashes.SHA256 | hashes.SHA384]] = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: hashes.SHA256,
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: hashes.SHA384,
+}
+
+
+def ecdsa_signature_hash(oid: x509.ObjectIdentifier) -> hashes.SHA256 | hashes.SHA384:
+    """The hash of ECDSA signature algorithm ``oid``; ValueError for any other algorithm."""
+    kind = ECDSA_SIGNATURE_HASHES.get(oid)
+    if kind is None:
+        raise ValueError(f"unsupported signature algorithm {oid.dotted_string}")
+    return kind()
+
+
+def _der_element(data: bytes, offset: int) -> tuple[int, int, int]:
+    """(tag, start of contents, end) of the DER element at ``offset``; ValueError if
+    truncated. Just enough DER to find the top-level fields of a certificate."""
+    if offset + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, length = data[offset], data[offset + 1]
+    start = offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or start + count > len(data):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    end = start + length
+    if end > len(data):
+        raise ValueError("truncated DER")
+    return tag, start, end
+
+
+def signed_parts(der: bytes) -> tuple[bytes, bytes, bytes]:
+    """(tbsCertificate, tbsCertificate.signature, signatureAlgorithm) of a certificate's
+    DER, the last two as DER AlgorithmIdentifiers (RFC 5280 §4.1.1.1, §4.1.1.2, §4.1.2.3)."""
+    tag, offset, _ = _der_element(der, 0)
+    if tag != 0x30:
+        raise ValueError("certificate is not a SEQUENCE")
+    tag, tbs_start, tbs_end = _der_element(der, offset)
+    if tag != 0x30:
+        raise ValueError("tbsCertificate is not a SEQUENCE")
+    tag, _, outer_end = _der_element(der, tbs_end)
+    if tag != 0x30:
+        raise ValueError("signatureAlgorithm is not a SEQUENCE")
+    tag, _, field_end = _der_element(der, tbs_start)
+    if tag == 0xA0:  # [0] EXPLICIT version
+        tag, _, field_end = _der_element(der, field_end)
+    if tag != 0x02:  # serialNumber INTEGER
+        raise ValueError("tbsCertificate has no serial number")
+    tag, _, inner_end = _der_element(der, field_end)
+    if tag != 0x30:
+        raise ValueError("tbsCertificate has no signature AlgorithmIdentifier")
+    return der[offset:tbs_end], der[field_end:inner_end], der[tbs_end:outer_end]
+
+
+@functools.lru_cache(maxsize=CA_LINK_CACHE_SIZE)
+def issuer_public_key(issuer: x509.Certificate) -> ec.EllipticCurvePublicKey:
+    """The public key object of CA certificate ``issuer``, memoised: building it from
+    the SubjectPublicKeyInfo costs about a third of a verification. Keyed by the
+    certificate (its DER: equality and hash of x509.Certificate), so a re-issued CA
+    with the same name and a new key is a different entry. ValueError for a key
+    that is not an elliptic-curve key."""
+    key = issuer.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError(f"issuer key is {type(key).__name__}, not an ECDSA key")
+    return key
+
+
+def verify_signature(cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    """What ``cert.verify_directly_issued_by(issuer)`` checks, with the issuer's public
+    key taken from ``issuer_public_key``: the issuer name equals the issuer's subject,
+    the signature algorithm inside tbsCertificate equals the outer one, the algorithm
+    is ECDSA, and the signature over tbsCertificate verifies under the issuer's key.
+    ValueError on a mismatch, InvalidSignature if the signature does not verify."""
+    if cert.issuer != issuer.subject:
+        raise ValueError("Issuer certificate subject does not match certificate issuer.")
+    tbs, inner, outer = signed_parts(cert.public_bytes(serialization.Encoding.DER))
+    if inner != outer:
+        raise ValueError("Inner and outer signature algorithms do not match.")
+    algorithm = ecdsa_signature_hash(cert.signature_algorithm_oid)
+    issuer_public_key(issuer).verify(cert.signature, tbs, ec.ECDSA(algorithm))
+
+
 @functools.lru_cache(maxsize=CA_LINK_CACHE_SIZE)
 def _verified_ca_link(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    cert.verify_directly_issued_by(issuer)
+    verify_signature(cert, issuer)
     return True
 
 
@@ -99,7 +186,7 @@ def check_signed_by(
         if memoise:
             _verified_ca_link(cert, issuer)
         else:
-            cert.verify_directly_issued_by(issuer)
+            verify_signature(cert, issuer)
     except InvalidSignature as exc:
         raise fail(cert, f"bad signature by {describe(issuer)}") from exc
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
