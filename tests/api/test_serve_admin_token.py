@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,8 @@ from federation.registry.auth import parse_bearer
 from federation.registry.serve import open_registry
 from federation.registry.trust import digest
 from tests.api.conftest import cluster_body
-from tests.servers.ports import clean_env, serve_argv, serve_ports
+from tests.servers.ports import clean_env
+from tests.servers.serve import spawn_serve, stop_serve, wait_serve_ready
 from trust_bundle import PassphraseProtector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,38 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def start(
     data_dir: Path, token_file: Path, env: dict[str, str]
 ) -> tuple[subprocess.Popen[str], str]:
-    api_port, grpc_port = serve_ports()
-    proc = subprocess.Popen(
-        serve_argv(data_dir, api_port, grpc_port, "--admin-token-file", str(token_file)),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    return proc, f"http://127.0.0.1:{api_port}"
-
-
-def wait_ready(proc: subprocess.Popen[str], base: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            out, _ = proc.communicate()
-            raise AssertionError(f"serve exited with {proc.returncode}: {out}")
-        assert time.monotonic() < deadline, "serve never became ready"
-        time.sleep(0.05)
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
-    return out
+    return spawn_serve(data_dir, "--admin-token-file", str(token_file), env=env)
 
 
 def token_file(path: Path) -> str:
@@ -90,7 +58,7 @@ def test_the_file_token_is_an_admin_token_on_first_start_and_after_a_restart(
 
     proc, base = start(data, trust / admin_token.FILE, env)
     try:
-        wait_ready(proc, base)
+        wait_serve_ready(proc, base)
         r = httpx.post(f"{base}/api/v1/clusters", json=cluster_body("east"),
                        headers=auth(token), timeout=30)  # fmt: skip
         assert r.status_code == 201, r.text
@@ -101,18 +69,18 @@ def test_the_file_token_is_an_admin_token_on_first_start_and_after_a_restart(
         wrong = auth(f"install-admin.{secrets.token_urlsafe(32)}")
         assert httpx.get(f"{base}/api/v1/clusters", headers=wrong, timeout=10).status_code == 401
     finally:
-        out = stop(proc)
+        out = stop_serve(proc)
     assert "admin token install-admin: created (--admin-token-file)" in out, out
     assert secret not in out and "Traceback" not in out
     assert not (data / "admin.token").exists()  # nothing to fetch from a pod
 
     proc, base = start(data, trust / admin_token.FILE, env)  # a restart: nothing to do
     try:
-        wait_ready(proc, base)
+        wait_serve_ready(proc, base)
         r = httpx.get(f"{base}/api/v1/clusters/east", headers=auth(token), timeout=10)
         assert r.status_code == 200, r.text
     finally:
-        out = stop(proc)
+        out = stop_serve(proc)
     assert "admin token install-admin: unchanged (--admin-token-file)" in out, out
 
     # rotation: a new file replaces the record, so the old secret stops working
@@ -120,12 +88,12 @@ def test_the_file_token_is_an_admin_token_on_first_start_and_after_a_restart(
     rotated = token_file(trust)
     proc, base = start(data, trust / admin_token.FILE, env)
     try:
-        wait_ready(proc, base)
+        wait_serve_ready(proc, base)
         url = f"{base}/api/v1/clusters/east"
         assert httpx.get(url, headers=auth(rotated), timeout=10).status_code == 200
         assert httpx.get(url, headers=auth(token), timeout=10).status_code == 401
     finally:
-        out = stop(proc)
+        out = stop_serve(proc)
     assert "admin token install-admin: replaced (--admin-token-file)" in out, out
     assert rotated.partition(".")[2] not in out
 
@@ -141,14 +109,14 @@ def test_two_replicas_starting_at_once_on_one_store_both_accept_the_token(
     outs = []
     try:
         for proc, base in procs:
-            wait_ready(proc, base)
+            wait_serve_ready(proc, base)
         for i, (_, base) in enumerate(procs):
             r = httpx.post(f"{base}/api/v1/clusters", json=cluster_body(f"c{i}"),
                            headers=auth(token), timeout=30)  # fmt: skip
             assert r.status_code == 201, r.text
     finally:
         for proc, _ in procs:
-            outs.append(stop(proc))
+            outs.append(stop_serve(proc))
     actions = sorted(
         line.rsplit(": ", 1)[1] for out in outs for line in out.splitlines()
         if line.startswith("admin token install-admin:")

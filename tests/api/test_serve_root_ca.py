@@ -5,9 +5,7 @@ store holding another root makes serve refuse to start, naming both fingerprints
 from __future__ import annotations
 
 import base64
-import signal
 import subprocess
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,43 +14,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from federation.install import trustdir
-from tests.servers.ports import clean_env, serve_argv, serve_ports
+from tests.servers.serve import spawn_serve, stop_serve, wait_serve_ready
 from trust_bundle.spiffe_bundle import certificate_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def serve(data_dir: Path, root_ca: Path) -> tuple[subprocess.Popen[str], str]:
-    api_port, grpc_port = serve_ports()
-    proc = subprocess.Popen(
-        serve_argv(data_dir, api_port, grpc_port, "--root-ca", str(root_ca)),
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    return proc, f"http://127.0.0.1:{api_port}"
-
-
-def wait_ready(proc: subprocess.Popen[str], base: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, f"serve exited with {proc.returncode}"
-        assert time.monotonic() < deadline, "serve never became ready"
-        time.sleep(0.05)
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
-    return out
+    return spawn_serve(data_dir, "--root-ca", str(root_ca))
 
 
 def served_root(base: str) -> x509.Certificate:
@@ -71,22 +40,22 @@ def test_serve_adopts_the_install_root_keeps_it_and_refuses_another(tmp_path: Pa
 
     proc, base = serve(data, trust)
     try:
-        wait_ready(proc, base)
+        wait_serve_ready(proc, base)
         assert served_root(base) == root
         # the registry CA (which signs the control plane's certificate) is under it
         roots_pem = httpx.get(f"{base}/api/v1/trust/roots.pem", timeout=10).content
         assert roots_pem == root.public_bytes(serialization.Encoding.PEM)
     finally:
-        out = stop(proc)
+        out = stop_serve(proc)
     assert f"federation root {fingerprint}: imported (--root-ca)" in out
     assert "PRIVATE KEY" not in out
 
     proc, base = serve(data, trust)  # a restart (another replica): nothing to do
     try:
-        wait_ready(proc, base)
+        wait_serve_ready(proc, base)
         assert served_root(base) == root
     finally:
-        out = stop(proc)
+        out = stop_serve(proc)
     assert f"federation root {fingerprint}: unchanged (--root-ca)" in out
 
     other = tmp_path / "other"
@@ -129,7 +98,7 @@ def test_serve_with_the_install_root_still_starts_after_a_rotation(tmp_path: Pat
     data = tmp_path / "data"
     proc, base = serve(data, trust)
     try:
-        wait_ready(proc, base)
+        wait_serve_ready(proc, base)
         admin = {"Authorization": f"Bearer {(data / 'admin.token').read_text().strip()}"}
         for action in ("prepare", "activate", "retire"):
             r = httpx.post(f"{base}/api/v1/trust/rotation", headers=admin, timeout=30,
@@ -138,12 +107,12 @@ def test_serve_with_the_install_root_still_starts_after_a_rotation(tmp_path: Pat
         rotated = served_root(base)
         assert rotated != installed
     finally:
-        stop(proc)
+        stop_serve(proc)
 
     proc, base = serve(data, trust)
     try:
-        wait_ready(proc, base)
+        wait_serve_ready(proc, base)
         assert served_root(base) == rotated  # the rotation stands; nothing was replaced
     finally:
-        out = stop(proc)
+        out = stop_serve(proc)
     assert f"federation root {certificate_fingerprint(rotated)}: kept" in out, out
