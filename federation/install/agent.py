@@ -236,8 +236,8 @@ def render(opts: Options) -> list[Obj]:
             {"name": "admin", "containerPort": AGENT_ADMIN_PORT, "protocol": "TCP"},
         ],
         "resources": resources("100m", "128Mi", "1", "512Mi"),
-        # /healthz: the agent's loops run; /readyz: joined, initial list done, and
-        # leading or a healthy standby (discovery_sync/admin.py).
+        # /healthz: the agent's loops run; /readyz: joined and initial list done
+        # (not leadership: a standby serves DNS too; discovery_sync/admin.py).
         "livenessProbe": http_probe("/healthz", "admin", period=10, failures=3),
         "readinessProbe": http_probe("/readyz", "admin", period=5, failures=2),
         "securityContext": container_security(),
