@@ -96,6 +96,26 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def new_file(text: str) -> Path:
+    return _checked_path(_new_file, text)
+
+
+def directory(text: str) -> Path:
+    """A directory the CLI writes into or creates: an existing directory, or a path
+    whose nearest existing ancestor is a directory (so creating it can work)."""
+    return _checked_path(_directory, text)
+
+
+def _checked_path(check: Callable[[str], Path], text: str) -> Path:
+    """`check(text)`, with what stat(2) itself refuses (a name too long, a loop of
+    links, no permission to look) as a usage error naming the path, not a traceback:
+    argparse turns only ArgumentTypeError, TypeError and ValueError into exit 2."""
+    try:
+        return check(text)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{text[:80]}: {exc.strerror or exc}") from None
+
+
+def _new_file(text: str) -> Path:
     """A file the CLI is about to write (a secret): an existing regular file, or a new
     one in an existing, writable directory. Checked before any request is sent, so a
     bad path never leaves a token minted and unwritten; missing directories are
@@ -123,9 +143,7 @@ def new_file(text: str) -> Path:
     return path
 
 
-def directory(text: str) -> Path:
-    """A directory the CLI writes into or creates: an existing directory, or a path
-    whose nearest existing ancestor is a directory (so creating it can work)."""
+def _directory(text: str) -> Path:
     path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():

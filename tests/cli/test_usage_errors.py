@@ -213,3 +213,21 @@ def test_serve_data_dir_must_be_a_directory(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr == "meshfed serve: error: data dir /etc/passwd is not a directory\n"
+
+
+def test_a_path_stat_refuses_is_a_usage_error_not_a_traceback(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """A file name longer than NAME_MAX makes stat(2) itself fail (ENAMETOOLONG):
+    argparse only turns ArgumentTypeError into exit 2, so the path types translate it."""
+    add(registry, "ue-long")
+    before = token_ids(registry, "ue-long")
+    long_name = str(tmp_path / ("x" * 300))
+    for args in (
+        ("cluster", "join-token", "ue-long", "--file", long_name),
+        ("trust", "export", "--cluster", "ue-long", "--format", "pem", "--out", long_name),
+    ):
+        result = registry.run(*args)
+        assert result.returncode == 2, result.stderr
+        assert "File name too long" in result.stderr and "Traceback" not in result.stderr
+    assert token_ids(registry, "ue-long") == before
