@@ -11,7 +11,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from discovery_sync.agent import AgentConfig
+from discovery_sync.types import Locality
 from federation.controlplane.server import ControlPlane, start
 from federation.controlplane.settings import Settings
 from federation.model import Cluster, Gateway, Link
@@ -56,3 +59,17 @@ async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
     finally:
         await plane.stop(0)
         await store.close()
+
+
+async def agent_config(reg: Registry, cluster: str, **kw: Any) -> AgentConfig:
+    """An agent of `cluster` joining `reg` (fresh join token); `kw` sets the rest."""
+    return AgentConfig(
+        cluster=cluster,
+        registry=reg.plane.address,
+        join_address=reg.plane.join_address,
+        join_token=await reg.token(cluster),
+        trust_domain=CLUSTERS[cluster].trust_domain,
+        registry_ca=await reg.bundle(),
+        locality=Locality(CLUSTERS[cluster].region, CLUSTERS[cluster].zone),
+        **kw,
+    )

@@ -12,13 +12,12 @@ import dns.message
 import pytest
 from kube_pipeline import eventually, seed, slice_body
 from kubernetes import client
-from registry_fixture import CLUSTERS, Registry, registry
+from registry_fixture import Registry, agent_config, registry
 
-from discovery_sync.agent import Agent, AgentConfig
+from discovery_sync.agent import Agent
 from discovery_sync.imports_file import load
 from discovery_sync.kube import plan
 from discovery_sync.main import run as agent_main
-from discovery_sync.types import Locality
 from federation.model import ServiceKey
 from tests.fakekube import FakeKube
 
@@ -34,19 +33,6 @@ services:
 async def reg(tmp_path: Path) -> AsyncIterator[Registry]:
     async with registry(tmp_path) as r:
         yield r
-
-
-async def config(reg: Registry, cluster: str, **kw: object) -> AgentConfig:
-    return AgentConfig(
-        cluster=cluster,
-        registry=reg.plane.address,
-        join_address=reg.plane.join_address,
-        join_token=await reg.token(cluster),
-        trust_domain=CLUSTERS[cluster].trust_domain,
-        registry_ca=await reg.bundle(),
-        locality=Locality(CLUSTERS[cluster].region, CLUSTERS[cluster].zone),
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 @contextlib.asynccontextmanager
@@ -71,9 +57,9 @@ async def test_static_agents_export_import_and_serve_dns(reg: Registry, tmp_path
     west_file.write_text(WEST_STATIC)
     (tmp_path / "east.yaml").write_text("services: []\n")
     east_imports = tmp_path / "east-imports.yaml"
-    west = Agent(await config(reg, "west", static_file=str(west_file)))
+    west = Agent(await agent_config(reg, "west", static_file=str(west_file)))
     east = Agent(
-        await config(
+        await agent_config(
             reg,
             "east",
             static_file=str(tmp_path / "east.yaml"),
@@ -117,8 +103,8 @@ async def test_kubernetes_agents_propagate_endpoint_slices(reg: Registry, tmp_pa
             {"metadata": {"name": "demo"}}
         )
         seed(kube_west, "demo", "echo", ["10.6.0.1"])
-        west = Agent(await config(reg, "west", kubeconfig=str(tmp_path / "west.kubeconfig")))
-        east = Agent(await config(reg, "east", kubeconfig=str(tmp_path / "east.kubeconfig")))
+        west = Agent(await agent_config(reg, "west", kubeconfig=str(tmp_path / "west.kubeconfig")))
+        east = Agent(await agent_config(reg, "east", kubeconfig=str(tmp_path / "east.kubeconfig")))
 
         def east_addresses() -> list[str]:
             slices = kube_east.store.objects.get(("discovery.k8s.io", "endpointslices"), {})
@@ -195,7 +181,7 @@ async def test_idle_agent_re_reports_after_a_registry_restart(
 
     west_file = tmp_path / "west.yaml"
     west_file.write_text(WEST_STATIC)
-    west = Agent(await config(reg, "west", static_file=str(west_file)))
+    west = Agent(await agent_config(reg, "west", static_file=str(west_file)))
 
     async def west_endpoints() -> int:
         return len(await reg.store.endpoints.list("demo/echo/west/"))
