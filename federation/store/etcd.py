@@ -22,7 +22,8 @@ watch here drives etcd's Watch RPC directly through the library's generated stub
 
 URL grammar and options: `federation.store.etcd_url`. Failures surface only as
 `federation.errors` exceptions, translated by `etcd_conn.translate` (connection
-layer: `federation.store.etcd_conn`).
+layer: `federation.store.etcd_conn`). One Watch RPC, decoded into `Changes`, is
+`federation.store.etcd_watch.stream`; the resume/resync loop around it is here.
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ from etcd3aio._protobuf import (
     PutRequest,
     RangeRequest,
     RequestOp,
-    WatchCreateRequest,
-    WatchRequest,
     WatchStub,
 )
 from etcd3aio.kv import KVService
@@ -60,13 +59,12 @@ from federation.errors import (
     StoreError,
     StoreUnavailable,
 )
-from federation.store import etcd_conn, etcd_url
+from federation.store import etcd_conn, etcd_url, etcd_watch
 from federation.store.backend import (
     ABSENT,
     Backend,
     Changes,
     Delete,
-    Event,
     KeyValue,
     Op,
     Put,
@@ -87,10 +85,6 @@ LIST_PAGE = 10_000
 # short enough that a restarted member or a new leader is picked up within ~2 s.
 WATCH_BACKOFF_MIN = 0.05
 WATCH_BACKOFF_MAX = 2.0
-# etcd's WithRequireLeader: a member that loses its leader ends our watch streams
-# (so we reconnect elsewhere) instead of leaving them silently stalled.
-_REQUIRE_LEADER = (("hasleader", "true"),)
-_DELETE = 1  # mvccpb.Event.EventType: PUT = 0, DELETE = 1
 
 
 def _kv(ns_len: int, kv: Any) -> KeyValue:
@@ -448,56 +442,11 @@ class EtcdBackend(Backend):
             await self._sleep(backoff)
             backoff = min(backoff * 2, WATCH_BACKOFF_MAX)
 
-    async def _stream(
-        self, start: bytes, end: bytes, from_rev: int
-    ) -> AsyncGenerator[Changes, None]:
-        """One Watch RPC from `from_rev`, as Changes; ends when the server ends it."""
-        closed = self._closed
-
-        async def requests() -> AsyncIterator[Any]:
-            create = WatchCreateRequest(key=start, range_end=end, start_revision=from_rev)
-            yield WatchRequest(create_request=create)
-            await closed.wait()  # keep the request side open for the stream's lifetime
-
-        call = self._watch_stub.Watch(requests(), metadata=_REQUIRE_LEADER)
-        self._streams.add(call)
-        n = len(self._ns)
-        try:
-            while True:
-                try:
-                    resp = await call.read()
-                except (grpc.aio.AioRpcError, EtcdError) as exc:
-                    raise etcd_conn.translate(exc, "watch") from exc
-                except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if closed.is_set() and task is not None and not task.cancelling():
-                        return
-                    raise
-                if resp is grpc.aio.EOF:
-                    raise StoreUnavailable("etcd watch: stream ended by the server")
-                if resp.compact_revision:
-                    raise Compacted(from_rev, int(resp.compact_revision))
-                if resp.canceled:
-                    reason = str(resp.cancel_reason)
-                    if "no leader" in reason:
-                        raise StoreUnavailable(f"etcd watch: {reason}")
-                    raise StoreError(f"etcd watch cancelled by the server: {reason}")
-                group: list[Event] = []
-                for ev in resp.events:
-                    rev = int(ev.kv.mod_revision)
-                    if group and group[-1].mod_revision != rev:
-                        yield Changes(group[-1].mod_revision, tuple(group))
-                        group = []
-                    key = bytes(ev.kv.key[n:]).decode(errors="surrogateescape")
-                    if ev.type == _DELETE:
-                        group.append(Event("delete", key, None, rev))
-                    else:
-                        group.append(Event("put", key, bytes(ev.kv.value), rev))
-                if group:
-                    yield Changes(group[-1].mod_revision, tuple(group))
-        finally:
-            self._streams.discard(call)
-            call.cancel()
+    def _stream(self, start: bytes, end: bytes, from_rev: int) -> AsyncGenerator[Changes, None]:
+        """One Watch RPC from `from_rev`, as Changes (see `etcd_watch.stream`)."""
+        return etcd_watch.stream(
+            self._watch_stub, start, end, from_rev, len(self._ns), self._closed, self._streams
+        )
 
     async def close(self) -> None:
         if self._closed.is_set():
